@@ -1,0 +1,225 @@
+"""Reading and writing the wire formats: update arrays, poll bodies, poll URLs."""
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._modes import Mode
+from ._updates import UPDATE_TYPES, MalformedUpdate, UnknownUpdate, Update
+
+#: The longest hold a long poll server grants, in seconds.
+MAX_WAIT = 90
+
+
+def parse_update(raw: Any, *, mode: Mode = Mode.DEFAULT, version: int = 3) -> Update:
+    """Read one element of a poll reply's `updates` array into a typed update.
+
+    Total: for any value `json.loads` can return it returns an `Update` and
+    never raises. Unknown codes give `UnknownUpdate`; arrays that do not fit
+    their code's layout give `MalformedUpdate` with the reason.
+    """
+    # `mode` and `version` are part of the contract so that layouts that
+    # depend on them can be chosen here; the version 3 layouts below read
+    # by type and position and do not need them yet.
+    del mode, version
+    if type(raw) is not list:
+        return MalformedUpdate(
+            code=-1, raw=raw, reason=f"an update must be an array, got {_kind(raw)}"
+        )
+    if not raw or type(raw[0]) is not int:
+        first = "nothing" if not raw else repr(raw[0])
+        return MalformedUpdate(
+            code=-1, raw=raw, reason=f"element 0 must be the integer event code, got {first}"
+        )
+
+    cls = UPDATE_TYPES.get(raw[0])
+    if cls is None:
+        return UnknownUpdate(code=raw[0], raw=raw)
+    return _read_layout(cls, raw)
+
+
+def _read_layout(cls: type[Update], raw: list[Any]) -> Update:
+    layout = cls._LAYOUT
+    if len(raw) <= cls._REQUIRED:
+        names = ", ".join(slot.name for slot in layout[: cls._REQUIRED])
+        return MalformedUpdate(
+            code=raw[0],
+            raw=raw,
+            reason=f"event {raw[0]} needs at least {cls._REQUIRED + 1} elements "
+            f"[code, {names}], got {len(raw)}",
+        )
+
+    values: dict[str, Any] = {}
+    for index, slot in enumerate(layout, start=1):
+        if index >= len(raw):
+            break
+        value = raw[index]
+        if type(value) not in slot.accepts:
+            expected = " or ".join(t.__name__ for t in slot.accepts)
+            return MalformedUpdate(
+                code=raw[0],
+                raw=raw,
+                reason=f"event {raw[0]} element {index} ({slot.name}) must be {expected}, "
+                f"got {value!r}",
+            )
+        values[slot.name] = value if slot.to_field is None else slot.to_field(value)
+    return cls(raw=raw, **values)
+
+
+def encode_update(update: Update) -> list[Any]:
+    """Write a typed update back as its wire array; the inverse of `parse_update`.
+
+    Elements that followed the known layout in `update.raw` are appended
+    unchanged, so ``encode_update(parse_update(raw)) == raw`` for every
+    well-formed `raw`.
+    """
+    if isinstance(update, UnknownUpdate | MalformedUpdate):
+        if not isinstance(update.raw, list):
+            raise LocalProtocolError(
+                f"cannot encode {update!r}: its raw value is not an array, so no update array "
+                "can carry it"
+            )
+        return update.raw
+
+    wire: list[Any] = [update.code]
+    missing: str | None = None
+    for slot in update._LAYOUT:
+        value = getattr(update, slot.name)
+        if value is None:
+            missing = missing or slot.name
+            continue
+        if missing is not None:
+            raise LocalProtocolError(
+                f"cannot encode {type(update).__name__}: {slot.name} is set but the earlier "
+                f"field {missing} is None; set {missing} or clear {slot.name}"
+            )
+        wire.append(value if slot.to_wire is None else slot.to_wire(value))
+
+    if isinstance(update.raw, list) and len(update.raw) > len(wire):
+        wire.extend(update.raw[len(wire) :])
+    return wire
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollResult:
+    """A successful poll reply: the new `ts`, the updates, and `pts` with mode 32."""
+
+    ts: int
+    updates: tuple[Any, ...]
+    pts: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failed:
+    """A ``{"failed": N, ...}`` poll reply.
+
+    `ts` comes with code 1, the version range with code 4, and `error`
+    with the text that newer server versions add to code 2.
+    """
+
+    code: int
+    ts: int | None = None
+    min_version: int | None = None
+    max_version: int | None = None
+    error: str | None = None
+
+
+def parse_poll_body(body: bytes) -> PollResult | Failed:
+    """Read a whole `a_check` reply body.
+
+    Raises `RemoteProtocolError` (carrying the first bytes of the body) for
+    anything that is not a JSON object with either `failed` or both `ts`
+    and `updates`: an HTML error page, an empty or truncated body, and so
+    on. The updates stay raw JSON values; `parse_update` reads each one.
+    """
+    try:
+        reply = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        reason = "poll reply is empty" if not body.strip() else f"poll reply is not JSON ({error})"
+        raise RemoteProtocolError(reason, body) from None
+    except RecursionError:
+        raise RemoteProtocolError("poll reply nests too deeply to decode", body) from None
+    if type(reply) is not dict:
+        raise RemoteProtocolError(f"poll reply must be a JSON object, got {_kind(reply)}", body)
+
+    if "failed" in reply:
+        return _read_failed(reply, body)
+    if "ts" not in reply or "updates" not in reply:
+        raise RemoteProtocolError(
+            "poll reply has neither 'failed' nor both 'ts' and 'updates'", body
+        )
+    updates = reply["updates"]
+    if type(updates) is not list:
+        raise RemoteProtocolError(f"'updates' must be an array, got {_kind(updates)}", body)
+    ts = _read_counter(reply, "ts", body)
+    assert ts is not None  # 'ts' is present, checked above
+    return PollResult(ts=ts, updates=tuple(updates), pts=_read_counter(reply, "pts", body))
+
+
+def _read_failed(reply: Mapping[str, Any], body: bytes) -> Failed:
+    code = reply["failed"]
+    if type(code) is not int:
+        raise RemoteProtocolError(f"'failed' must be an integer, got {code!r}", body)
+    error = reply.get("error")
+    return Failed(
+        code=code,
+        ts=_read_counter(reply, "ts", body),
+        min_version=_read_counter(reply, "min_version", body),
+        max_version=_read_counter(reply, "max_version", body),
+        error=error if isinstance(error, str) else None,
+    )
+
+
+def _read_counter(reply: Mapping[str, Any], name: str, body: bytes) -> int | None:
+    """Read an integer field that VK may also send as a decimal string ("ts": "1800000033")."""
+    value = reply.get(name)
+    if value is None:
+        return None
+    if type(value) is int:
+        return value
+    if type(value) is str and value.isascii() and value.lstrip("-").isdigit():
+        return int(value)
+    raise RemoteProtocolError(f"{name!r} must be an integer, got {value!r}", body)
+
+
+def build_poll_url(
+    server: str, *, key: str, ts: int, wait: int, mode: Mode | int, version: int
+) -> str:
+    """Build the `a_check` URL for one poll.
+
+    `server` comes from `messages.getLongPollServer` as host and path with
+    no scheme (``im.vk.com/nim100001``); ``https://`` is added only when it
+    has none, so a server value that gains a scheme never becomes
+    ``https://https://``. Every parameter appears once and is percent-encoded
+    once: a key with ``+`` or ``=`` in it reaches the server intact.
+    """
+    if not server:
+        raise LocalProtocolError("server is empty; call messages.getLongPollServer first")
+    if not 0 <= wait <= MAX_WAIT:
+        raise LocalProtocolError(
+            f"wait={wait} is out of range; the server holds a poll 0 to {MAX_WAIT} s"
+        )
+    if "?" in server:
+        raise LocalProtocolError(f"server {server!r} already has a query; pass host and path only")
+
+    base = server if server.startswith(("https://", "http://")) else "https://" + server
+    query = urlencode(
+        {
+            "act": "a_check",
+            "key": key,
+            "ts": ts,
+            "wait": wait,
+            "mode": int(mode),
+            "version": version,
+        }
+    )
+    return f"{base}?{query}"

@@ -1,0 +1,398 @@
+"""Typed updates of User Long Poll version 3, and their array layouts.
+
+Every update is an array ``[code, field1, field2, ...]``. Each class below
+lists its fields in wire order in `_LAYOUT`; the first `_REQUIRED` of them
+must be present, the rest may be cut off (VK sends shortened tuples, for
+example a message event with only ``[code, message_id, flags]`` when the
+message was already deleted). Missing fields are None, never shifted, and
+elements past the layout stay in `raw`, so newer server builds that append
+fields do not break parsing and survive `encode_update`.
+"""
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ._flags import DialogFlags, MessageFlags, OfflineFlags, Platform
+from ._peers import PeerKind, chat_id_of, peer_kind
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """One position of an update array."""
+
+    name: str
+    accepts: tuple[type, ...]
+    #: Wire value to field value (for example int to MessageFlags).
+    to_field: Callable[[Any], Any] | None = None
+    #: Field value to wire value.
+    to_wire: Callable[[Any], Any] | None = None
+
+
+def _int(name: str) -> _Slot:
+    return _Slot(name, (int,))
+
+
+def _flag(name: str, flag_type: Callable[[int], Any]) -> _Slot:
+    return _Slot(name, (int,), flag_type, int)
+
+
+def _negated_id(name: str) -> _Slot:
+    # Events 8 and 9 carry the user id negated; the field holds it positive.
+    return _Slot(name, (int,), abs, lambda value: -value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Update:
+    """Base class of every update.
+
+    `code` is the event code (element 0) and `raw` the array as it arrived,
+    or an empty list for an update built in code.
+    """
+
+    code: int
+    raw: Any = field(default_factory=list, compare=False, repr=False)
+
+    _LAYOUT: ClassVar[tuple[_Slot, ...]] = ()
+    _REQUIRED: ClassVar[int] = 0
+
+
+def _code(value: int) -> Any:
+    """Declare the fixed `code` field of a class that stands for one event code."""
+    return field(default=value, init=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnknownUpdate(Update):
+    """An event whose code this version of lpcore does not know.
+
+    VK's documentation says such events must be skipped, not treated as
+    errors; they are delivered so that a consumer can log or inspect them.
+    """
+
+    raw: Any = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MalformedUpdate(Update):
+    """An element of `updates` that cannot be read as its event code says.
+
+    `code` is element 0 when that is an integer, else -1. `reason` names
+    the element at fault and the type that was expected there.
+    """
+
+    raw: Any = field(default_factory=list)
+    reason: str = ""
+
+
+class _MessageFields:
+    """Accessors shared by the message events 1-5."""
+
+    __slots__ = ()
+
+    peer_id: int | None
+    raw_text: str | None
+    additional: dict[str, Any] | None
+
+    @property
+    def text(self) -> str | None:
+        """The message text with VK's HTML escaping undone.
+
+        VK escapes ``& < > "`` and sends line breaks as a literal ``<br>``.
+        `<br>` is replaced first, then each entity is decoded exactly once,
+        so a typed ``&quot;`` (sent as ``&amp;quot;``) stays ``&quot;``.
+        """
+        if self.raw_text is None:
+            return None
+        return unescape_text(self.raw_text)
+
+    @property
+    def peer_kind(self) -> PeerKind | None:
+        """Whether the dialog is with a user, a group chat or a community."""
+        return None if self.peer_id is None else peer_kind(self.peer_id)
+
+    @property
+    def chat_id(self) -> int | None:
+        """The chat id when the message is in a group chat."""
+        return None if self.peer_id is None else chat_id_of(self.peer_id)
+
+    @property
+    def from_id(self) -> int | None:
+        """The author of a group-chat message (`from` in the additional data).
+
+        VK sends it as a string, sometimes with surrounding spaces, and
+        negative for a community. None when absent or not a number.
+        """
+        if not self.additional:
+            return None
+        value = self.additional.get("from")
+        if not isinstance(value, str):
+            return None
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+
+
+def unescape_text(raw_text: str) -> str:
+    """Undo VK's escaping of message text: ``<br>`` to newline, then entities once."""
+    return html.unescape(raw_text.replace("<br>", "\n"))
+
+
+_MESSAGE_TAIL = (
+    _int("peer_id"),
+    _int("timestamp"),
+    _Slot("raw_text", (str,)),
+    _Slot("additional", (dict,)),
+    _Slot("attachments", (dict,)),
+    _int("random_id"),
+    _int("conversation_message_id"),
+    _int("update_time"),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _MessageEvent(_MessageFields, Update):
+    message_id: int
+    peer_id: int | None = None
+    timestamp: int | None = None
+    raw_text: str | None = None
+    additional: dict[str, Any] | None = None
+    attachments: dict[str, Any] | None = None
+    random_id: int | None = None
+    conversation_message_id: int | None = None
+    update_time: int | None = None
+
+    _REQUIRED = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageFlagsReplace(_MessageEvent):
+    """Event 1: the message's flags became `flags`."""
+
+    code: int = _code(1)
+    flags: MessageFlags
+    _LAYOUT = (_int("message_id"), _flag("flags", MessageFlags), *_MESSAGE_TAIL)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageFlagsSet(_MessageEvent):
+    """Event 2: the bits of `mask` were set on the message (128: deleted)."""
+
+    code: int = _code(2)
+    mask: MessageFlags
+    _LAYOUT = (_int("message_id"), _flag("mask", MessageFlags), *_MESSAGE_TAIL)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageFlagsReset(_MessageEvent):
+    """Event 3: the bits of `mask` were cleared (1: the message was read)."""
+
+    code: int = _code(3)
+    mask: MessageFlags
+    _LAYOUT = (_int("message_id"), _flag("mask", MessageFlags), *_MESSAGE_TAIL)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageNew(_MessageEvent):
+    """Event 4: a new message, incoming or outgoing."""
+
+    code: int = _code(4)
+    flags: MessageFlags
+    _LAYOUT = (_int("message_id"), _flag("flags", MessageFlags), *_MESSAGE_TAIL)
+
+    @property
+    def outgoing(self) -> bool:
+        """Whether the OUTBOX flag is set.
+
+        NOTE: VK omits OUTBOX in the user's own "saved messages" dialog and
+        inverts it in some community dialogs; compare `from_id` with the
+        account's id there.
+        """
+        return MessageFlags.OUTBOX in self.flags
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageEdit(_MessageEvent):
+    """Event 5: a message was edited; `flags` are the message's full flags."""
+
+    code: int = _code(5)
+    flags: MessageFlags
+    _LAYOUT = (_int("message_id"), _flag("flags", MessageFlags), *_MESSAGE_TAIL)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadIncoming(Update):
+    """Event 6: incoming messages in `peer_id` up to `local_id` were read."""
+
+    code: int = _code(6)
+    peer_id: int
+    local_id: int
+    _LAYOUT = (_int("peer_id"), _int("local_id"))
+    _REQUIRED = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadOutgoing(Update):
+    """Event 7: the other side read outgoing messages up to `local_id`."""
+
+    code: int = _code(7)
+    peer_id: int
+    local_id: int
+    _LAYOUT = (_int("peer_id"), _int("local_id"))
+    _REQUIRED = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FriendOnline(Update):
+    """Event 8: a friend came online. `extra` is non-zero only with mode 64."""
+
+    code: int = _code(8)
+    user_id: int
+    extra: int | None = None
+    timestamp: int | None = None
+    _LAYOUT = (_negated_id("user_id"), _int("extra"), _int("timestamp"))
+    _REQUIRED = 1
+
+    @property
+    def platform(self) -> Platform:
+        """The platform in the low byte of `extra`; UNKNOWN when not sent."""
+        if self.extra is None:
+            return Platform.UNKNOWN
+        return Platform(self.extra & 0xFF)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FriendOffline(Update):
+    """Event 9: a friend went offline."""
+
+    code: int = _code(9)
+    user_id: int
+    flags: OfflineFlags | None = None
+    timestamp: int | None = None
+    _LAYOUT = (_negated_id("user_id"), _flag("flags", OfflineFlags), _int("timestamp"))
+    _REQUIRED = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DialogFlagsReset(Update):
+    """Event 10: the bits of `mask` were cleared on a community dialog."""
+
+    code: int = _code(10)
+    peer_id: int
+    mask: DialogFlags
+    _LAYOUT = (_int("peer_id"), _flag("mask", DialogFlags))
+    _REQUIRED = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DialogFlagsReplace(Update):
+    """Event 11: a community dialog's flags became `flags`."""
+
+    code: int = _code(11)
+    peer_id: int
+    flags: DialogFlags
+    _LAYOUT = (_int("peer_id"), _flag("flags", DialogFlags))
+    _REQUIRED = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DialogFlagsSet(Update):
+    """Event 12: the bits of `mask` were set on a community dialog."""
+
+    code: int = _code(12)
+    peer_id: int
+    mask: DialogFlags
+    _LAYOUT = (_int("peer_id"), _flag("mask", DialogFlags))
+    _REQUIRED = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessagesDeleted(Update):
+    """Event 13: every message in `peer_id` up to `local_id` was deleted."""
+
+    code: int = _code(13)
+    peer_id: int
+    local_id: int
+    _LAYOUT = (_int("peer_id"), _int("local_id"))
+    _REQUIRED = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessagesRestored(Update):
+    """Event 14: recently deleted messages up to `local_id` were restored."""
+
+    code: int = _code(14)
+    peer_id: int
+    local_id: int
+    _LAYOUT = (_int("peer_id"), _int("local_id"))
+    _REQUIRED = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserTyping(Update):
+    """Event 61: a user is typing in a private dialog."""
+
+    code: int = _code(61)
+    user_id: int
+    flags: int | None = None
+    _LAYOUT = (_int("user_id"), _int("flags"))
+    _REQUIRED = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserTypingInChat(Update):
+    """Event 62: a user is typing in group chat `chat_id` (a chat id, not a peer id)."""
+
+    code: int = _code(62)
+    user_id: int
+    chat_id: int
+    _LAYOUT = (_int("user_id"), _int("chat_id"))
+    _REQUIRED = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnreadCount(Update):
+    """Event 80: the unread-dialogs counter became `count`.
+
+    Version 3 sends a literal 0 after the count; later versions put the
+    unmuted count there, hence the name.
+    """
+
+    code: int = _code(80)
+    count: int
+    unread_unmuted: int | None = None
+    _LAYOUT = (_int("count"), _int("unread_unmuted"))
+    _REQUIRED = 1
+
+
+def _fixed_code(cls: type[Update]) -> int:
+    code = cls.__dataclass_fields__["code"].default
+    assert isinstance(code, int), f"{cls.__name__} has no fixed code"
+    return code
+
+
+#: The class of each event code that has exactly one.
+UPDATE_TYPES: dict[int, type[Update]] = {
+    _fixed_code(cls): cls
+    for cls in (
+        MessageFlagsReplace,
+        MessageFlagsSet,
+        MessageFlagsReset,
+        MessageNew,
+        MessageEdit,
+        ReadIncoming,
+        ReadOutgoing,
+        FriendOnline,
+        FriendOffline,
+        DialogFlagsReset,
+        DialogFlagsReplace,
+        DialogFlagsSet,
+        MessagesDeleted,
+        MessagesRestored,
+        UserTyping,
+        UserTypingInChat,
+        UnreadCount,
+    )
+}

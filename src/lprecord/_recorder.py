@@ -1,0 +1,107 @@
+"""`Recorder`: writes every HTTP exchange of an lptrio `LongPoll` to a fixture.
+
+Each exchange is appended and flushed the moment it completes, so a
+capture that is killed loses at most the exchange in flight. Secrets are
+redacted twice over: parameters named in `SECRET_PARAMS` are replaced by
+name, and the token and every long poll key the session saw are replaced
+by value wherever else they occur (other parameters, bodies, error
+texts). Nothing else in a body is touched.
+"""
+
+import json
+from typing import Any
+
+from lpcore import SECRET_PARAMS, Request, RequestKind
+from lptrio import HttpResponse, TransportError
+
+from ._fixture import REDACTED_VALUE, Exchange, ExchangeKind, FixtureWriter
+
+_KINDS = {RequestKind.API: ExchangeKind.API, RequestKind.POLL: ExchangeKind.POLL}
+
+#: Shorter secrets are redacted by name only: replacing a short value
+#: everywhere would also rewrite ordinary text that happens to contain it.
+#: Real VK tokens are 85 characters and keys 40.
+MIN_SECRET_LENGTH = 8
+
+
+class Recorder:
+    """An `lptrio.ExchangeObserver` that appends each exchange to `writer`.
+
+    `start` is the time (on the same clock the observer is called with)
+    that offsets in the fixture count from.
+    """
+
+    def __init__(self, writer: FixtureWriter, *, token: str, start: float) -> None:
+        self._writer = writer
+        self._start = start
+        self._secrets: set[str] = set()
+        self._add_secret(token)
+        self.exchanges = 0
+
+    def exchange(
+        self,
+        request: Request,
+        *,
+        started: float,
+        finished: float,
+        response: HttpResponse | None,
+        error: TransportError | None,
+    ) -> None:
+        """Redact and append one finished exchange."""
+        self._learn_secrets(request, response)
+        kind = _KINDS[request.kind]
+        if request.api_method == "messages.getLongPollHistory":
+            kind = ExchangeKind.HISTORY
+        common: dict[str, Any] = {
+            "t": round(max(0.0, started - self._start), 6),
+            "elapsed": round(max(0.0, finished - started), 6),
+            "kind": kind,
+            "method": request.method,
+            "url": request.base_url,
+            "params": {
+                name: REDACTED_VALUE if name in SECRET_PARAMS else self._redact_text(value)
+                for name, value in request.params.items()
+            },
+        }
+        if response is not None:
+            record = Exchange(
+                **common, status=response.status, body=self._redact_bytes(response.body)
+            )
+        else:
+            assert error is not None
+            record = Exchange(
+                **common, error_kind=str(error.kind), error_detail=self._redact_text(str(error))
+            )
+        self._writer.append(record)
+        self.exchanges += 1
+
+    def _learn_secrets(self, request: Request, response: HttpResponse | None) -> None:
+        self._add_secret(request.params.get("key"))
+        if response is None or request.api_method != "messages.getLongPollServer":
+            return
+        try:
+            reply = json.loads(response.body)
+        except ValueError:
+            return
+        result = reply.get("response") if isinstance(reply, dict) else None
+        if isinstance(result, dict) and isinstance(result.get("key"), str):
+            self._add_secret(result["key"])
+
+    def _add_secret(self, value: str | None) -> None:
+        if value is not None and len(value) >= MIN_SECRET_LENGTH:
+            self._secrets.add(value)
+
+    def _redact_text(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED_VALUE)
+        return text
+
+    def _redact_bytes(self, body: bytes) -> bytes:
+        replacement = REDACTED_VALUE.encode()
+        for secret in self._secrets:
+            # A secret may sit in a JSON string escaped ("\/" for "/"), so
+            # both its raw and its JSON-escaped forms are replaced.
+            escaped = json.dumps(secret)[1:-1].replace("/", "\\/")
+            for form in {secret, json.dumps(secret)[1:-1], escaped}:
+                body = body.replace(form.encode(), replacement)
+        return body

@@ -1,0 +1,359 @@
+"""The replay engine: a recorded session turned into a timeline a fake server serves.
+
+No I/O and no clock: the server passes `now` (seconds on its own clock)
+into every call, which is what lets trio's MockClock replay an hour of
+held polls in milliseconds.
+
+A timeline holds each recorded update with the time it became available
+(the moment its poll reply completed, relative to the first
+messages.getLongPollServer call) and each recorded failure reply with its
+time. Updates get consecutive `ts` numbers from the recorded starting
+`ts`, because a long poll server's `ts` is an event counter.
+"""
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from lpcore import Mode
+
+from ._fixture import ExchangeKind, Fixture
+
+#: The server keeps this many recent events for ts-based polling; an older
+#: (or a future) ts gets ``{"failed": 1, "ts": newest}``.
+EVENT_WINDOW = 256
+#: A poll is held for at most this long, whatever its `wait`.
+MAX_HOLD = 90.0
+DEFAULT_KEY_TTL = 3600.0
+DEFAULT_MAX_VERSION = 19
+
+#: Codes of events VK keeps permanently; each advances `pts`. Typing,
+#: presence and counter events do not.
+PERSISTENT_CODES = frozenset({1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 18, 19, 20, 21, 51, 52})
+
+_NIM = re.compile(r"/nim(\d+)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimedUpdate:
+    """A recorded update and when it became available (seconds from the start)."""
+
+    due: float
+    raw: list[Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimedReply:
+    """A recorded poll reply that is not a batch of updates: a `failed` object,
+    an HTML error page, an empty body. It is served once, to the first poll
+    after `due`.
+    """
+
+    due: float
+    status: int
+    body: bytes
+    failed: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timeline:
+    """Everything a fake server needs from a recorded session."""
+
+    initial_ts: int
+    initial_pts: int | None
+    user_id: int
+    updates: tuple[TimedUpdate, ...]
+    replies: tuple[TimedReply, ...]
+
+    @classmethod
+    def from_fixture(cls, fixture: Fixture) -> "Timeline":
+        """Build the timeline of a recorded session.
+
+        Raises ValueError when the fixture never obtained a long poll server.
+        """
+        start: float | None = None
+        initial_ts: int | None = None
+        initial_pts: int | None = None
+        server = ""
+        updates: list[TimedUpdate] = []
+        replies: list[TimedReply] = []
+
+        for exchange in fixture.exchanges:
+            if exchange.kind is ExchangeKind.API and exchange.url.endswith(
+                "/messages.getLongPollServer"
+            ):
+                result = _response_object(exchange.json_body())
+                if result is None:
+                    continue
+                if start is None:
+                    start = exchange.t
+                    initial_ts = _as_int(result.get("ts"))
+                    initial_pts = _as_int(result.get("pts"))
+                    server = str(result.get("server", ""))
+            elif (
+                exchange.kind is ExchangeKind.POLL
+                and start is not None
+                and exchange.status is not None
+            ):
+                due = exchange.t + exchange.elapsed - start
+                _add_poll_reply(
+                    exchange.status,
+                    exchange.body or b"",
+                    exchange.json_body(),
+                    due,
+                    updates,
+                    replies,
+                )
+
+        if start is None or initial_ts is None:
+            raise ValueError(
+                "the fixture has no successful messages.getLongPollServer reply with a ts, "
+                "so there is no session to replay"
+            )
+        return cls(
+            initial_ts=initial_ts,
+            initial_pts=initial_pts,
+            user_id=fixture.header.user_id or _user_id_from_server(server),
+            updates=tuple(updates),
+            replies=tuple(replies),
+        )
+
+
+def _add_poll_reply(
+    status: int,
+    body: bytes,
+    reply: Any,
+    due: float,
+    updates: list[TimedUpdate],
+    replies: list[TimedReply],
+) -> None:
+    if status == 200 and isinstance(reply, dict) and "failed" not in reply:
+        batch = reply.get("updates")
+        if isinstance(batch, list) and "ts" in reply:
+            updates.extend(TimedUpdate(due=due, raw=raw) for raw in batch)
+            return
+    failed = reply.get("failed") if isinstance(reply, dict) else None
+    replies.append(
+        TimedReply(
+            due=due, status=status, body=body, failed=failed if isinstance(failed, int) else None
+        )
+    )
+
+
+def _response_object(reply: Any) -> dict[str, Any] | None:
+    if isinstance(reply, dict) and isinstance(reply.get("response"), dict):
+        return reply["response"]  # type: ignore[no-any-return]
+    return None
+
+
+def _as_int(value: Any) -> int | None:
+    if type(value) is int:
+        return value
+    if type(value) is str and value.isdigit():
+        return int(value)
+    return None
+
+
+def _user_id_from_server(server: str) -> int:
+    match = _NIM.search(server)
+    return int(match.group(1)) if match else 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reply:
+    """What to send back: status, body, and its Content-Type."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hold:
+    """Nothing to send yet: ask again at `until`."""
+
+    until: float
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _api_error(code: int, message: str, method: str) -> Reply:
+    params = [{"key": "method", "value": method}, {"key": "oauth", "value": "1"}]
+    return Reply(
+        status=200,
+        body=_json(
+            {"error": {"error_code": code, "error_msg": message, "request_params": params}}
+        ),
+    )
+
+
+@dataclass(slots=True)
+class _Key:
+    issued: float
+    valid: bool = True
+
+
+@dataclass(slots=True)
+class ReplayEngine:
+    """A long poll server that serves one timeline, deciding every reply.
+
+    `server_base` is what messages.getLongPollServer returns before the
+    path: ``127.0.0.1:8080`` for HTTPS (VK's own form, no scheme) or
+    ``http://127.0.0.1:8080`` for a plain HTTP fake. `speed` divides every
+    recorded time: 2.0 replays twice as fast.
+    """
+
+    timeline: Timeline
+    server_base: str
+    speed: float = 1.0
+    key_ttl: float = DEFAULT_KEY_TTL
+    max_version: int = DEFAULT_MAX_VERSION
+    seed: int = 0
+    _start: float | None = None
+    _keys: dict[str, _Key] = field(default_factory=dict)
+    _served_replies: int = 0
+
+    @property
+    def server_path(self) -> str:
+        """The path long polls are sent to."""
+        return f"/nim{self.timeline.user_id}"
+
+    def _at(self, due: float) -> float:
+        """Return the server time at which something recorded at `due` becomes available.
+
+        Every due check compares this same expression with `now`, so a
+        poll woken at exactly `_at(due)` sees the item as due (comparing
+        `(now - start) * speed` with `due` instead can miss by one ulp
+        and leave the poll waking up again and again at the same instant).
+        """
+        assert self._start is not None
+        return self._start + due / self.speed
+
+    def _available(self, now: float) -> int:
+        """Return how many updates are available at `now`."""
+        if self._start is None:
+            return 0
+        count = 0
+        for update in self.timeline.updates:
+            if self._at(update.due) > now:
+                break
+            count += 1
+        return count
+
+    def newest_ts(self, now: float) -> int:
+        """The ts of the newest available event (the server's event counter)."""
+        return self.timeline.initial_ts + self._available(now)
+
+    def _pts(self, now: float) -> int | None:
+        if self.timeline.initial_pts is None:
+            return None
+        count = self._available(now)
+        persistent = sum(
+            1 for u in self.timeline.updates[:count] if u.raw and u.raw[0] in PERSISTENT_CODES
+        )
+        return self.timeline.initial_pts + persistent
+
+    # -- messages.getLongPollServer -------------------------------------------
+
+    def call_api(self, method: str, params: dict[str, str], now: float) -> Reply:
+        """Answer a VK API method call."""
+        if not params.get("access_token"):
+            return _api_error(5, "User authorization failed: no access_token passed.", method)
+        if not params.get("v"):
+            return _api_error(8, "Invalid request: v (version) is required", method)
+        if method != "messages.getLongPollServer":
+            return _api_error(3, "Unknown method passed", method)
+
+        if self._start is None:
+            self._start = now
+        key = hashlib.sha1(f"{self.seed}:{len(self._keys)}".encode()).hexdigest()
+        self._keys[key] = _Key(issued=now)
+        result: dict[str, Any] = {
+            "key": key,
+            "server": f"{self.server_base}{self.server_path}",
+            "ts": self.newest_ts(now),
+        }
+        pts = self._pts(now)
+        if params.get("need_pts") == "1" and pts is not None:
+            result["pts"] = pts
+        return Reply(status=200, body=_json({"response": result}))
+
+    # -- a_check ----------------------------------------------------------------
+
+    def poll(self, params: dict[str, str], arrived: float, now: float) -> Reply | Hold:
+        """Answer (or keep holding) a poll that arrived at `arrived`."""
+        version = _as_int(params.get("version", "0"))
+        if version is None or version > self.max_version:
+            return Reply(
+                status=200,
+                body=_json({"failed": 4, "min_version": 0, "max_version": self.max_version}),
+            )
+        key = self._keys.get(params.get("key", ""))
+        if key is None or not key.valid or now - key.issued >= self.key_ttl:
+            return Reply(status=200, body=_json({"failed": 2}))
+        ts = _as_int(params.get("ts", ""))
+        newest = self.newest_ts(now)
+        if ts is None or ts > newest or ts < newest - EVENT_WINDOW:
+            return Reply(status=200, body=_json({"failed": 1, "ts": newest}))
+
+        recorded = self._due_reply(ts, now)
+        if recorded is not None:
+            return recorded
+        if ts < newest:
+            return self._updates_reply(ts, newest, params, now)
+
+        wait = _as_int(params.get("wait", "")) or 0
+        deadline = arrived + min(float(wait), MAX_HOLD)
+        if now >= deadline:
+            return self._updates_reply(ts, newest, params, now)
+        return Hold(until=min(deadline, self._next_due(now)))
+
+    def _updates_reply(self, ts: int, newest: int, params: dict[str, str], now: float) -> Reply:
+        first = ts - self.timeline.initial_ts
+        last = newest - self.timeline.initial_ts
+        body: dict[str, Any] = {"ts": newest}
+        pts = self._pts(now)
+        if pts is not None and int(params.get("mode", "0") or 0) & Mode.PTS:
+            body["pts"] = pts
+        body["updates"] = [u.raw for u in self.timeline.updates[first:last]]
+        return Reply(status=200, body=_json(body))
+
+    def _due_reply(self, ts: int, now: float) -> Reply | None:
+        """Serve the next recorded non-update reply if its time has come.
+
+        Updates recorded before it are served first, as they were in the
+        recorded session: a consumer that is behind gets them before the
+        failure.
+        """
+        if self._served_replies >= len(self.timeline.replies):
+            return None
+        recorded = self.timeline.replies[self._served_replies]
+        if self._at(recorded.due) > now:
+            return None
+        undelivered = self.timeline.updates[ts - self.timeline.initial_ts : self._available(now)]
+        if any(u.due <= recorded.due for u in undelivered):
+            return None
+
+        self._served_replies += 1
+        if recorded.failed in (2, 3):
+            for key in self._keys.values():
+                key.valid = False
+        if recorded.failed == 1:
+            return Reply(status=200, body=_json({"failed": 1, "ts": self.newest_ts(now)}))
+        content_type = (
+            "application/json; charset=utf-8" if recorded.failed is not None else "text/html"
+        )
+        return Reply(status=recorded.status, body=recorded.body, content_type=content_type)
+
+    def _next_due(self, now: float) -> float:
+        """Return the server time at which the next update or recorded reply becomes due."""
+        if self._start is None:
+            return float("inf")
+        pending = [self._at(u.due) for u in self.timeline.updates[self._available(now) :][:1]]
+        pending += [self._at(r.due) for r in self.timeline.replies[self._served_replies :][:1]]
+        later = [moment for moment in pending if moment > now]
+        return min(later, default=float("inf"))

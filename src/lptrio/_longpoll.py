@@ -1,0 +1,278 @@
+"""`LongPoll`: lpcore's session driven over HTTP on trio."""
+
+import inspect
+import logging
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+import trio
+
+import lpcore
+from lpcore import (
+    Backoff,
+    EventsLost,
+    Mode,
+    Request,
+    RetryScheduled,
+    ServerObtained,
+    Session,
+    SessionEvent,
+    Update,
+    UpdatesReceived,
+)
+
+from ._http import DEFAULT_USER_AGENT, HttpClient, HttpResponse, TransportError
+
+logger = logging.getLogger("lptrio")
+
+U = TypeVar("U", bound=Update)
+Handler = Callable[[Any], Awaitable[None] | None]
+
+
+class ExchangeObserver(Protocol):
+    """Something that sees every HTTP exchange of a `LongPoll`, for example a recorder."""
+
+    def exchange(
+        self,
+        request: Request,
+        *,
+        started: float,
+        finished: float,
+        response: HttpResponse | None,
+        error: TransportError | None,
+    ) -> None:
+        """Take one finished exchange: `response` or `error` is set. Times are trio's clock."""
+
+
+class LongPoll:
+    """A User Long Poll consumer on trio.
+
+    Iterate it (``async for update in lp``) or register handlers with
+    `on` and `on_response` and call `run`. `shutdown` stops either way:
+    the held poll is cancelled at once and a running handler finishes.
+
+    `key` is a secret: it never appears in `repr`, logs or errors.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        mode: Mode | int = Mode.DEFAULT,
+        *,
+        wait: int = 25,
+        version: int = 3,
+        api_url: str = lpcore.DEFAULT_API_URL,
+        api_version: str = lpcore.DEFAULT_API_VERSION,
+        group_id: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        cafile: str | None = None,
+        user_agent: str = DEFAULT_USER_AGENT,
+        ts: int | None = None,
+        pts: int | None = None,
+        observer: ExchangeObserver | None = None,
+        raise_handler_errors: bool = False,
+        seed: int = 0,
+    ) -> None:
+        if ssl_context is None and cafile is not None:
+            ssl_context = ssl.create_default_context(cafile=cafile)
+        self._session = Session(
+            token,
+            mode=mode,
+            wait=wait,
+            version=version,
+            api_version=api_version,
+            api_url=api_url,
+            group_id=group_id,
+            ts=ts,
+            pts=pts,
+            seed=seed,
+        )
+        self._http = HttpClient(ssl_context=ssl_context, user_agent=user_agent)
+        self._observer = observer
+        self._raise_handler_errors = raise_handler_errors
+        self._handlers: dict[type[Update], list[Handler]] = {}
+        self._response_handlers: list[Handler] = []
+        self._pending: deque[Update] = deque()
+        self._pending_ts: int | None = None
+        self._delivered: lpcore.Checkpoint | None = None
+        self._request_scope: trio.CancelScope | None = None
+        self._stopping = False
+
+    def __repr__(self) -> str:
+        return f"<LongPoll {self._session!r}>"
+
+    # Attributes the Go SDK's users know, read from the session.
+    @property
+    def server(self) -> str | None:
+        """The long poll server (host and path) from messages.getLongPollServer."""
+        return self._session.server
+
+    @property
+    def key(self) -> str | None:
+        """The current long poll key: a secret, do not log it."""
+        return self._session._key
+
+    @property
+    def ts(self) -> int | None:
+        """The ts the next poll asks from."""
+        return self._session.ts
+
+    @property
+    def pts(self) -> int | None:
+        """The last pts seen, when mode includes `Mode.PTS`."""
+        return self._session.pts
+
+    @property
+    def mode(self) -> Mode:
+        """The `mode` flags sent with each poll."""
+        return self._session.mode
+
+    @property
+    def version(self) -> int:
+        """The long poll protocol version."""
+        return self._session.version
+
+    @property
+    def wait(self) -> int:
+        """How long the server may hold each poll, in seconds."""
+        return self._session.wait
+
+    def checkpoint(self) -> lpcore.Checkpoint | None:
+        """Return the resume point after the last update delivered, or None before any.
+
+        An update counts as delivered once the iterator asked for the one
+        after it (or a handler returned); a batch's ts is committed when
+        its last update is delivered.
+        """
+        return self._delivered
+
+    # -- handler API ----------------------------------------------------------
+
+    def on(self, update_type: type[U]) -> Callable[[Callable[[U], Any]], Callable[[U], Any]]:
+        """Register a handler (sync or async) for one update type; several may share a type."""
+
+        def register(handler: Callable[[U], Any]) -> Callable[[U], Any]:
+            self._handlers.setdefault(update_type, []).append(handler)
+            return handler
+
+        return register
+
+    def on_response(
+        self, handler: Callable[[UpdatesReceived], Any]
+    ) -> Callable[[UpdatesReceived], Any]:
+        """Register a handler for each whole successful poll reply (the Go SDK's FullResponse)."""
+        self._response_handlers.append(handler)
+        return handler
+
+    async def run(self) -> None:
+        """Poll and dispatch updates to the handlers until `shutdown` or a fatal error."""
+        async for update in self:
+            for handler in self._handlers.get(type(update), ()):
+                await self._call(handler, update, code=update.code)
+
+    def shutdown(self) -> None:
+        """Stop polling: cancel the held poll now and end the iteration."""
+        self._stopping = True
+        if self._request_scope is not None:
+            self._request_scope.cancel()
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._http.aclose()
+
+    # -- iteration ------------------------------------------------------------
+
+    def __aiter__(self) -> "LongPoll":
+        return self
+
+    async def __anext__(self) -> Update:
+        while not self._pending:
+            self._commit_batch()
+            if self._stopping:
+                await self._http.aclose()
+                raise StopAsyncIteration
+            await self._step()
+        return self._pending.popleft()
+
+    def _commit_batch(self) -> None:
+        if self._pending_ts is not None:
+            self._delivered = lpcore.Checkpoint(ts=self._pending_ts, pts=self._session.pts)
+            self._pending_ts = None
+
+    async def _step(self) -> None:
+        """Send one request (or wait out one backoff) and take in what came back."""
+        action = self._session.next_request(trio.current_time())
+        if isinstance(action, Backoff):
+            with trio.CancelScope() as self._request_scope:
+                await trio.sleep_until(action.until)
+            self._request_scope = None
+            return
+
+        started = trio.current_time()
+        response: HttpResponse | None = None
+        error: TransportError | None = None
+        with trio.CancelScope() as self._request_scope:
+            try:
+                response = await self._http.request(
+                    action.method,
+                    action.url,
+                    headers=action.headers,
+                    body=action.body,
+                    timeout=action.timeout,
+                )
+            except TransportError as caught:
+                error = caught
+        self._request_scope = None
+        if response is None and error is None:
+            # Cancelled by shutdown(): the request never completed, so the
+            # session gets no outcome and nothing is recorded.
+            return
+
+        finished = trio.current_time()
+        if self._observer is not None:
+            self._observer.exchange(
+                action, started=started, finished=finished, response=response, error=error
+            )
+        if error is not None:
+            events = self._session.receive_failure(action, str(error), finished)
+        else:
+            assert response is not None
+            events = self._session.receive_response(
+                action, response.status, response.body, finished
+            )
+        for event in events:
+            await self._on_event(event)
+
+    async def _on_event(self, event: SessionEvent) -> None:
+        if isinstance(event, UpdatesReceived):
+            for handler in self._response_handlers:
+                await self._call(handler, event, code=None)
+            self._pending.extend(event.updates)
+            self._pending_ts = event.ts
+        elif isinstance(event, RetryScheduled):
+            logger.warning("retry %d in %.1f s: %s", event.attempt, event.delay, event.reason)
+        elif isinstance(event, EventsLost):
+            logger.warning(
+                "events lost between ts %d and %d (failed: %d); pts=%s",
+                event.from_ts,
+                event.to_ts,
+                event.failed,
+                event.pts,
+            )
+        elif isinstance(event, ServerObtained):
+            logger.info(
+                "long poll server %s, ts %d (kept: %s)", event.server, event.ts, event.kept_ts
+            )
+
+    async def _call(self, handler: Handler, argument: Any, *, code: int | None) -> None:
+        try:
+            result = handler(argument)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            if self._raise_handler_errors:
+                raise
+            what = "response handler" if code is None else f"handler for update {code}"
+            logger.exception("%s %r raised; skipping it", what, handler)
