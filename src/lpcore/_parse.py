@@ -1,6 +1,8 @@
 """Reading and writing the wire formats: update arrays, poll bodies, poll URLs."""
 
+import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -8,10 +10,24 @@ from urllib.parse import urlencode
 
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._modes import Mode
-from ._updates import UPDATE_TYPES, MalformedUpdate, UnknownUpdate, Update
+from ._updates import (
+    PEER_ACTIVITY_CODES,
+    UPDATE_TYPES,
+    MalformedUpdate,
+    MessageEdit,
+    NotificationSettings,
+    PeerActivity,
+    UnknownUpdate,
+    Update,
+    looks_like_attachments,
+)
 
 #: The longest hold a long poll server grants, in seconds.
 MAX_WAIT = 90
+
+#: A counter sent as a string: optional minus, at most 30 ASCII digits
+#: (CPython refuses to convert more than 4300, and no counter needs 30).
+_DECIMAL = re.compile(r"-?[0-9]{1,30}")
 
 
 def parse_update(raw: Any, *, mode: Mode = Mode.DEFAULT, version: int = 3) -> Update:
@@ -35,9 +51,16 @@ def parse_update(raw: Any, *, mode: Mode = Mode.DEFAULT, version: int = 3) -> Up
             code=-1, raw=raw, reason=f"element 0 must be the integer event code, got {first}"
         )
 
-    cls = UPDATE_TYPES.get(raw[0])
+    code = raw[0]
+    if code in PEER_ACTIVITY_CODES:
+        return _read_peer_activity(raw)
+    if code == 114:
+        return _read_notification_settings(raw)
+    if code == 5 and len(raw) == 7 and type(raw[6]) is dict and looks_like_attachments(raw[6]):
+        return _read_documented_edit(raw)
+    cls = UPDATE_TYPES.get(code)
     if cls is None:
-        return UnknownUpdate(code=raw[0], raw=raw)
+        return UnknownUpdate(code=code, raw=raw)
     return _read_layout(cls, raw)
 
 
@@ -57,16 +80,111 @@ def _read_layout(cls: type[Update], raw: list[Any]) -> Update:
         if index >= len(raw):
             break
         value = raw[index]
-        if type(value) not in slot.accepts:
-            expected = " or ".join(t.__name__ for t in slot.accepts)
-            return MalformedUpdate(
-                code=raw[0],
-                raw=raw,
-                reason=f"event {raw[0]} element {index} ({slot.name}) must be {expected}, "
-                f"got {value!r}",
+        valid_type = type(value) in slot.accepts
+        if not valid_type or (slot.valid is not None and not slot.valid(value)):
+            expected = slot.requirement or " or ".join(t.__name__ for t in slot.accepts)
+            return _malformed(
+                raw, f"element {index} ({slot.name}) must be {expected}, got {value!r}"
             )
         values[slot.name] = value if slot.to_field is None else slot.to_field(value)
     return cls(raw=raw, **values)
+
+
+def _malformed(raw: list[Any], reason: str) -> MalformedUpdate:
+    return MalformedUpdate(code=raw[0], raw=raw, reason=f"event {raw[0]} {reason}")
+
+
+def _read_documented_edit(raw: list[Any]) -> Update:
+    edit = _read_layout(MessageEdit, raw[:6])
+    if isinstance(edit, MalformedUpdate):
+        return dataclasses.replace(edit, raw=raw)
+    assert isinstance(edit, MessageEdit)
+    return dataclasses.replace(edit, attachments=raw[6], raw=raw)
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int
+
+
+def _read_peer_activity(raw: list[Any]) -> Update:
+    if len(raw) < 3:
+        return _malformed(
+            raw, f"needs at least 3 elements [code, peer_id, user_ids], got {len(raw)}"
+        )
+    peer_first = type(raw[2]) is list
+    peer_id, user_ids = (raw[1], raw[2]) if peer_first else (raw[2], raw[1])
+    if not _is_int(peer_id) or type(user_ids) is not list or not all(map(_is_int, user_ids)):
+        return _malformed(
+            raw, "must carry an int peer_id and a list of int user ids at index 1 and 2"
+        )
+    tail = raw[3:5]
+    if not all(map(_is_int, tail)):
+        return _malformed(raw, f"total_count and timestamp must be ints, got {tail!r}")
+    return PeerActivity(
+        code=raw[0],
+        raw=raw,
+        peer_id=peer_id,
+        user_ids=tuple(user_ids),
+        total_count=tail[0] if tail else None,
+        timestamp=tail[1] if len(tail) > 1 else None,
+        peer_first=peer_first,
+    )
+
+
+_NOTIFICATION_KEYS = ("peer_id", "sound", "disabled_until")
+
+
+def _read_notification_settings(raw: list[Any]) -> Update:
+    if len(raw) > 1 and type(raw[1]) is dict:
+        values = [raw[1].get(key) for key in _NOTIFICATION_KEYS]
+        object_form = True
+    else:
+        values = (raw[1:4] + [None] * 3)[:3]
+        object_form = False
+    if not all(value is None or _is_int(value) for value in values):
+        return _malformed(raw, f"peer_id, sound and disabled_until must be ints, got {values!r}")
+    peer_id, sound, disabled_until = values
+    return NotificationSettings(
+        raw=raw,
+        peer_id=peer_id,
+        sound=sound,
+        disabled_until=disabled_until,
+        object_form=object_form,
+    )
+
+
+def _encode_special(update: Update) -> list[Any] | None:
+    """Encode the updates whose layout is not a plain position list."""
+    if isinstance(update, PeerActivity):
+        lead = [update.peer_id, list(update.user_ids)]
+        wire = [update.code, *(lead if update.peer_first else lead[::-1])]
+        wire += [v for v in (update.total_count, update.timestamp) if v is not None]
+        return wire
+    if isinstance(update, NotificationSettings):
+        values = (update.peer_id, update.sound, update.disabled_until)
+        if not update.object_form:
+            return [update.code, *(v for v in values if v is not None)]
+        original = update.raw[1] if isinstance(update.raw, list) and len(update.raw) > 1 else {}
+        settings = dict(original) if isinstance(original, dict) else {}
+        settings.update(
+            {k: v for k, v in zip(_NOTIFICATION_KEYS, values, strict=True) if v is not None}
+        )
+        return [update.code, settings]
+    if isinstance(update, MessageEdit) and _has_documented_edit_layout(update):
+        without = dataclasses.replace(update, attachments=None, raw=[])
+        return [*encode_update(without), update.attachments]
+    return None
+
+
+def _has_documented_edit_layout(edit: MessageEdit) -> bool:
+    """Whether an edit has attachments but nothing that only event 4's layout can carry."""
+    return (
+        edit.additional is None
+        and edit.attachments is not None
+        and edit.random_id is None
+        and edit.conversation_message_id is None
+        and edit.update_time is None
+    )
 
 
 def encode_update(update: Update) -> list[Any]:
@@ -84,6 +202,10 @@ def encode_update(update: Update) -> list[Any]:
             )
         return update.raw
 
+    special = _encode_special(update)
+    if special is not None:
+        return _with_trailing(special, update)
+
     wire: list[Any] = [update.code]
     missing: str | None = None
     for slot in update._LAYOUT:
@@ -97,7 +219,11 @@ def encode_update(update: Update) -> list[Any]:
                 f"field {missing} is None; set {missing} or clear {slot.name}"
             )
         wire.append(value if slot.to_wire is None else slot.to_wire(value))
+    return _with_trailing(wire, update)
 
+
+def _with_trailing(wire: list[Any], update: Update) -> list[Any]:
+    """Append the elements that followed the known layout in `update.raw`."""
     if isinstance(update.raw, list) and len(update.raw) > len(wire):
         wire.extend(update.raw[len(wire) :])
     return wire
@@ -143,7 +269,9 @@ def parse_poll_body(body: bytes) -> PollResult | Failed:
     """
     try:
         reply = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except ValueError as error:
+        # JSONDecodeError, UnicodeDecodeError, and the ValueError CPython
+        # raises for an integer of more than 4300 digits.
         reason = "poll reply is empty" if not body.strip() else f"poll reply is not JSON ({error})"
         raise RemoteProtocolError(reason, body) from None
     except RecursionError:
@@ -160,9 +288,9 @@ def parse_poll_body(body: bytes) -> PollResult | Failed:
     updates = reply["updates"]
     if type(updates) is not list:
         raise RemoteProtocolError(f"'updates' must be an array, got {_kind(updates)}", body)
-    ts = _read_counter(reply, "ts", body)
+    ts = read_counter(reply, "ts", body)
     assert ts is not None  # 'ts' is present, checked above
-    return PollResult(ts=ts, updates=tuple(updates), pts=_read_counter(reply, "pts", body))
+    return PollResult(ts=ts, updates=tuple(updates), pts=read_counter(reply, "pts", body))
 
 
 def _read_failed(reply: Mapping[str, Any], body: bytes) -> Failed:
@@ -172,23 +300,23 @@ def _read_failed(reply: Mapping[str, Any], body: bytes) -> Failed:
     error = reply.get("error")
     return Failed(
         code=code,
-        ts=_read_counter(reply, "ts", body),
-        min_version=_read_counter(reply, "min_version", body),
-        max_version=_read_counter(reply, "max_version", body),
+        ts=read_counter(reply, "ts", body),
+        min_version=read_counter(reply, "min_version", body),
+        max_version=read_counter(reply, "max_version", body),
         error=error if isinstance(error, str) else None,
     )
 
 
-def _read_counter(reply: Mapping[str, Any], name: str, body: bytes) -> int | None:
+def read_counter(reply: Mapping[str, Any], name: str, body: bytes) -> int | None:
     """Read an integer field that VK may also send as a decimal string ("ts": "1800000033")."""
     value = reply.get(name)
     if value is None:
         return None
     if type(value) is int:
         return value
-    if type(value) is str and value.isascii() and value.lstrip("-").isdigit():
+    if type(value) is str and _DECIMAL.fullmatch(value):
         return int(value)
-    raise RemoteProtocolError(f"{name!r} must be an integer, got {value!r}", body)
+    raise RemoteProtocolError(f"{name!r} must be an integer, got {value!r:.60}", body)
 
 
 def build_poll_url(
@@ -211,7 +339,9 @@ def build_poll_url(
     if "?" in server:
         raise LocalProtocolError(f"server {server!r} already has a query; pass host and path only")
 
-    base = server if server.startswith(("https://", "http://")) else "https://" + server
+    # Schemes are case-insensitive (RFC 3986, section 3.1).
+    has_scheme = server[:8].lower().startswith(("https://", "http://"))
+    base = server if has_scheme else "https://" + server
     query = urlencode(
         {
             "act": "a_check",

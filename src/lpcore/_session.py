@@ -29,7 +29,15 @@ from urllib.parse import urlencode
 from ._backoff import BackoffPolicy
 from ._errors import ApiError, LocalProtocolError, RemoteProtocolError, VersionError
 from ._modes import Mode
-from ._parse import MAX_WAIT, Failed, PollResult, build_poll_url, parse_poll_body, parse_update
+from ._parse import (
+    MAX_WAIT,
+    Failed,
+    PollResult,
+    build_poll_url,
+    parse_poll_body,
+    parse_update,
+    read_counter,
+)
 from ._updates import Update
 
 DEFAULT_API_URL = "https://api.vk.com/method"
@@ -232,8 +240,10 @@ class Session:
         self._in_flight: Request | None = None
         self._not_before: float | None = None
         self._not_before_reason = ""
+        self._lost_code = 3
         self._failures = 0
         self._retries = 0
+        self._last_delay = 0.0
         self._stop_error: Exception | None = None
 
     def __repr__(self) -> str:
@@ -402,6 +412,7 @@ class Session:
     def _on_updates(self, reply: PollResult) -> list[SessionEvent]:
         self._failures = 0
         self._retries = 0
+        self._last_delay = 0.0
         self.ts = reply.ts
         if reply.pts is not None:
             self.pts = reply.pts
@@ -435,7 +446,7 @@ class Session:
             raise VersionError(self.version, reply.min_version, reply.max_version)
         # An undocumented code: start a new session as for failed: 3, with a
         # backoff in case the code repeats.
-        self._lost_from_ts = self.ts
+        self._lost_from_ts, self._lost_code = self.ts, reply.code
         self.state = SessionState.NEED_SERVER
         self._key = None
         self._keep_ts = False
@@ -458,7 +469,10 @@ class Session:
         if self.state is SessionState.POLLING and self._retries >= FAILURES_BEFORE_REFRESH:
             self.state = SessionState.NEED_SERVER
             self._keep_ts = True
-        delay = max(floor, self._backoff.delay(self._retries, seed=self._seed))
+        # Within one run of failures a delay never shrinks, even after a
+        # long pause that a rate-limit error (29) imposed.
+        delay = max(floor, self._last_delay, self._backoff.delay(self._retries, seed=self._seed))
+        self._last_delay = delay
         self._not_before = now + delay
         self._not_before_reason = reason
         return [RetryScheduled(delay=delay, reason=reason, attempt=self._retries)]
@@ -476,19 +490,23 @@ class Session:
 
 def _read_api_reply(status: int, body: bytes, method: str) -> Any:
     """Return the ``response`` value of a VK API reply, or raise its error."""
+    # A JSON object may carry the long poll key (getLongPollServer, or
+    # getLongPollHistory with credentials), so only other bodies, such
+    # as an HTML error page, are quoted in errors.
+    shown = None if body.lstrip().startswith(b"{") else body
     if status != 200:
-        raise RemoteProtocolError(f"{method} returned HTTP {status}", body)
+        raise RemoteProtocolError(f"{method} returned HTTP {status}", shown)
     try:
         reply = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise RemoteProtocolError(f"{method} reply is not JSON", body) from None
+    except (ValueError, RecursionError):
+        raise RemoteProtocolError(f"{method} reply is not JSON", shown) from None
     if type(reply) is not dict:
-        raise RemoteProtocolError(f"{method} reply must be a JSON object", body)
+        raise RemoteProtocolError(f"{method} reply must be a JSON object", shown)
     if "error" in reply:
         error = reply["error"]
         raise ApiError.from_object(error if type(error) is dict else {}, method=method)
     if "response" not in reply:
-        raise RemoteProtocolError(f"{method} reply has neither 'response' nor 'error'", body)
+        raise RemoteProtocolError(f"{method} reply has neither 'response' nor 'error'")
     return reply["response"]
 
 
@@ -501,10 +519,13 @@ def _read_server_object(result: Any) -> tuple[str, str, int, int | None]:
         raise RemoteProtocolError("messages.getLongPollServer response has no 'key' string")
     if type(server) is not str or not server:
         raise RemoteProtocolError("messages.getLongPollServer response has no 'server' string")
-    ts, pts = result.get("ts"), result.get("pts")
-    ts = int(ts) if type(ts) is str and ts.isdigit() else ts
-    if type(ts) is not int:
+    ts = read_counter(result, "ts", b"")
+    if ts is None:
         raise RemoteProtocolError("messages.getLongPollServer response has no integer 'ts'")
-    if pts is not None and type(pts) is not int:
-        pts = int(pts) if type(pts) is str and pts.isdigit() else None
+    # VK has been seen to omit pts even with need_pts=1; a missing or
+    # unreadable pts leaves the session without one rather than failing.
+    try:
+        pts = read_counter(result, "pts", b"")
+    except RemoteProtocolError:
+        pts = None
     return key, server, ts, pts

@@ -28,6 +28,9 @@ class _Slot:
     to_field: Callable[[Any], Any] | None = None
     #: Field value to wire value.
     to_wire: Callable[[Any], Any] | None = None
+    #: Extra condition on the wire value, and how to describe a value that fails it.
+    valid: Callable[[Any], bool] | None = None
+    requirement: str = ""
 
 
 def _int(name: str) -> _Slot:
@@ -35,12 +38,20 @@ def _int(name: str) -> _Slot:
 
 
 def _flag(name: str, flag_type: Callable[[int], Any]) -> _Slot:
-    return _Slot(name, (int,), flag_type, int)
+    # A negative mask has no meaning, and IntFlag would rewrite it.
+    return _Slot(name, (int,), flag_type, int, lambda value: value >= 0, "a non-negative int")
 
 
 def _negated_id(name: str) -> _Slot:
     # Events 8 and 9 carry the user id negated; the field holds it positive.
-    return _Slot(name, (int,), abs, lambda value: -value)
+    return _Slot(
+        name,
+        (int,),
+        abs,
+        lambda value: -value,
+        lambda value: value < 0,
+        "a negative int (-user_id)",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,12 +138,23 @@ class _MessageFields:
         if not self.additional:
             return None
         value = self.additional.get("from")
+        if type(value) is int:
+            return value
         if not isinstance(value, str):
             return None
         try:
             return int(value.strip())
         except ValueError:
             return None
+
+
+#: Keys that only the attachments object carries.
+ATTACHMENT_KEY_PREFIXES = ("attach", "fwd", "geo", "reply")
+
+
+def looks_like_attachments(value: dict[str, Any]) -> bool:
+    """Whether an object has keys that belong in the attachments object."""
+    return any(key.startswith(ATTACHMENT_KEY_PREFIXES) for key in value)
 
 
 def unescape_text(raw_text: str) -> str:
@@ -215,7 +237,13 @@ class MessageNew(_MessageEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MessageEdit(_MessageEvent):
-    """Event 5: a message was edited; `flags` are the message's full flags."""
+    """Event 5: a message was edited; `flags` are the message's full flags.
+
+    VK's documentation gives event 5 seven elements with the attachments
+    object at index 6, while observed traffic uses event 4's layout. A
+    seven-element event 5 whose object has attachment keys is read the
+    documented way: `additional` None and `attachments` set.
+    """
 
     code: int = _code(5)
     flags: MessageFlags
@@ -367,6 +395,107 @@ class UnreadCount(Update):
     _REQUIRED = 1
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MajorIdChanged(Update):
+    """Event 20: the dialog's major_id (its pinned position) changed."""
+
+    code: int = _code(20)
+    peer_id: int
+    major_id: int
+    _LAYOUT = (_int("peer_id"), _int("major_id"))
+    _REQUIRED = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MinorIdChanged(Update):
+    """Event 21: the dialog's minor_id changed."""
+
+    code: int = _code(21)
+    peer_id: int
+    minor_id: int
+    _LAYOUT = (_int("peer_id"), _int("minor_id"))
+    _REQUIRED = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatChanged(Update):
+    """Event 51: members or title of chat `chat_id` (a chat id, not a peer id) changed.
+
+    `by_self` is 1 when the current user made the change.
+    """
+
+    code: int = _code(51)
+    chat_id: int
+    by_self: int | None = None
+    _LAYOUT = (_int("chat_id"), _int("by_self"))
+    _REQUIRED = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatInfoChanged(Update):
+    """Event 52: something about a chat changed; `type_id` says what, `info` carries the detail.
+
+    `info` is an int by the documentation, but some servers send it as a
+    string, so both are accepted and kept as sent.
+    """
+
+    code: int = _code(52)
+    type_id: int
+    peer_id: int
+    info: int | str | None = None
+    _LAYOUT = (_int("type_id"), _int("peer_id"), _Slot("info", (int, str)))
+    _REQUIRED = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Call(Update):
+    """Event 70: a call from `user_id`."""
+
+    code: int = _code(70)
+    user_id: int
+    call_id: int | str | None = None
+    _LAYOUT = (_int("user_id"), _Slot("call_id", (int, str)))
+    _REQUIRED = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerActivity(Update):
+    """Events 63-68: users are typing, recording voice, uploading, ... in `peer_id`.
+
+    The documentation puts the user-id list first (``[63, user_ids,
+    peer_id, total_count, ts]``); real traffic puts the peer first. Both are
+    read by finding the list; `peer_first` remembers which one arrived.
+    At most five ids are listed; `total_count` is the full number.
+    """
+
+    code: int
+    peer_id: int
+    user_ids: tuple[int, ...]
+    total_count: int | None = None
+    timestamp: int | None = None
+    peer_first: bool = True
+
+
+#: Event codes that `PeerActivity` stands for.
+PEER_ACTIVITY_CODES = frozenset(range(63, 69))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotificationSettings(Update):
+    """Event 114: notification settings of `peer_id` changed.
+
+    With mode 8 the event is ``[114, {"peer_id", "sound", "disabled_until"}]``
+    (`object_form` True); otherwise the three values follow the code.
+    `disabled_until` is -1 for "forever", 0 for "enabled", else a Unix time.
+    """
+
+    code: int = _code(114)
+    peer_id: int | None = None
+    sound: int | None = None
+    disabled_until: int | None = None
+    object_form: bool = True
+
+
 def _fixed_code(cls: type[Update]) -> int:
     code = cls.__dataclass_fields__["code"].default
     assert isinstance(code, int), f"{cls.__name__} has no fixed code"
@@ -394,5 +523,10 @@ UPDATE_TYPES: dict[int, type[Update]] = {
         UserTyping,
         UserTypingInChat,
         UnreadCount,
+        MajorIdChanged,
+        MinorIdChanged,
+        ChatChanged,
+        ChatInfoChanged,
+        Call,
     )
 }

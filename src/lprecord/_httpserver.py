@@ -80,7 +80,7 @@ class _ClientGoneError(Exception):
 
 
 class _BadRequestError(Exception):
-    """Invalid request, answered with `status` before the connection closes."""
+    """Invalid request, rejected with the HTTP `status` before the connection closes."""
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)

@@ -139,7 +139,10 @@ class FakeServer:
                     reply = decision
                     break
                 if decision.until <= now:
-                    raise RuntimeError(f"replay engine asked to hold until {decision.until}, not after now ({now})")
+                    raise RuntimeError(
+                        f"replay engine asked to hold until {decision.until}, "
+                        f"which is not after now ({now})"
+                    )
                 await trio.sleep_until(decision.until)
         else:
             return HttpReply(status=404, body=_NOT_FOUND)

@@ -7,13 +7,20 @@ from typing import Any
 
 import pytest
 import trio
+from e2e_helpers import FIXTURES, recorded_updates
 
 import lpcore
 from lpcore import Request, RequestKind
-from lprecord import FakeServer, FixtureWriter, Header, Recorder, open_fake_server, read_fixture
+from lprecord import (
+    FakeServer,
+    FixtureError,
+    FixtureWriter,
+    Header,
+    Recorder,
+    open_fake_server,
+    read_fixture,
+)
 from lptrio import HttpResponse, LongPoll, TransportError
-
-from e2e_helpers import FIXTURES, recorded_updates
 
 TOKEN = "fake-token-0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -92,7 +99,9 @@ async def test_capture_replay_capture_is_stable(
     assert recorded_updates(second) == source
 
 
-async def test_recorded_fixture_holds_no_secret(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+async def test_recorded_fixture_holds_no_secret(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
     path = tmp_path / "capture.jsonl"
     async with open_fake_server(FIXTURES / "failures_session.jsonl", tls=True) as server:
         await capture(server, path, seconds=120)
@@ -172,7 +181,11 @@ async def test_hour_of_held_polls_in_virtual_time(autojump_clock: trio.abc.Clock
         await longpoll.aclose()
 
     assert trio.current_time() - start == pytest.approx(3600)
-    empty = [s for s in log.polls() if s.reply == {"ts": s.reply.get("ts"), "pts": s.reply.get("pts"), "updates": []}]
+    empty = [
+        s
+        for s in log.polls()
+        if s.reply == {"ts": s.reply.get("ts"), "pts": s.reply.get("pts"), "updates": []}
+    ]
     # After the recorded 3 minutes every poll is held for the whole wait:
     # about (3600 - 182) / 25 of them, minus one key refresh per hour.
     assert len(empty) >= 130
@@ -184,7 +197,7 @@ def test_corrupt_fixture_names_file_line_and_reason(tmp_path: Path) -> None:
     path = tmp_path / "corrupt.jsonl"
     path.write_text("\n".join(lines) + "\n")
 
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(FixtureError) as caught:
         FakeServer(path)
 
     message = str(caught.value)

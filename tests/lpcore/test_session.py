@@ -537,11 +537,6 @@ def test_transient_api_errors_never_spin() -> None:
     assert session.state is SessionState.POLLING
 
 
-@pytest.mark.xfail(
-    reason="the 60 s floor of error 29 applies to that attempt only, so the errors 6 and 10 "
-    "that follow it wait a few seconds: the delay shrinks within one failure streak",
-    strict=True,
-)
 def test_delay_after_rate_limit_does_not_shrink() -> None:
     session = polling_session(ts=1000)
     serve(session, failed_reply(2))
@@ -616,12 +611,6 @@ def test_unreadable_server_reply_retries(status: int, body: bytes) -> None:
     assert request.kind is RequestKind.API
 
 
-@pytest.mark.xfail(
-    reason="an integer longer than 4300 digits makes json.loads raise ValueError, which "
-    "escapes receive_response instead of scheduling a retry",
-    raises=ValueError,
-    strict=True,
-)
 @pytest.mark.parametrize("in_poll", [True, False], ids=["poll", "server"])
 def test_huge_integer_in_reply_retries(in_poll: bool) -> None:
     huge_number = b"1" + b"0" * 5000
@@ -700,11 +689,6 @@ def test_api_error_message_never_shows_token() -> None:
     assert_no_secret(repr(caught.value))
 
 
-@pytest.mark.xfail(
-    reason="a getLongPollServer body that is not valid JSON is quoted in the retry reason, "
-    "and a truncated one still contains the key",
-    strict=True,
-)
 def test_truncated_server_reply_hides_key() -> None:
     session = Session(TOKEN)
     body = server_reply()[:-10]
