@@ -63,7 +63,7 @@ _HEADER_KEYS = frozenset(
 )
 _EXCHANGE_KEYS = frozenset({"t", "elapsed", "kind", "request", "response", "error"})
 _REQUEST_KEYS = frozenset({"method", "url", "params"})
-_RESPONSE_KEYS = frozenset({"status", "body"})
+_RESPONSE_KEYS = frozenset({"status", "headers", "body"})
 _ERROR_KEYS = frozenset({"kind", "detail"})
 
 _MIB = 1024 * 1024
@@ -151,6 +151,9 @@ class Exchange:
     params: Mapping[str, str]
     #: The HTTP status code of the response.
     status: int | None = None
+    #: The response's header fields in the order received, duplicates kept. Names are
+    #: lowercase; bytes are decoded as ISO-8859-1, so every header value round-trips.
+    headers: tuple[tuple[str, str], ...] = ()
     #: The response body exactly as received.
     body: bytes | None = None
     #: The transport error kind, such as "timeout", "reset" or "tls".
@@ -474,8 +477,11 @@ def exchange_to_json(exchange: Exchange) -> dict[str, Any]:
         },
     }
     if exchange.body is not None:
+        response: dict[str, Any] = {"status": exchange.status}
+        if exchange.headers:
+            response["headers"] = [[name, value] for name, value in exchange.headers]
         obj["response"] = {
-            "status": exchange.status,
+            **response,
             "body": encode_body(exchange.body),
             **exchange.response_extra,
         }
@@ -542,8 +548,17 @@ def _request_params(request: Mapping[str, Any]) -> dict[str, str]:
 def _response_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
     response = _get(obj, "response", "exchange", _is_object, "an object")
     body = _get(response, "body", "response", _is_object, "an object")
+    headers = _get(
+        response,
+        "headers",
+        "response",
+        _is_header_list,
+        "a list of [name, value] string pairs",
+        default=[],
+    )
     return {
         "status": _get(response, "status", "response", _is_int, "an integer"),
+        "headers": tuple((name, value) for name, value in headers),
         "body": decode_body(body),
         "response_extra": _unknown_fields(response, _RESPONSE_KEYS),
     }
@@ -581,6 +596,13 @@ def _get(
 def _is_int(value: Any) -> bool:
     # bool is a subclass of int in Python, but true is no integer in JSON.
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_header_list(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(pair, list) and len(pair) == 2 and all(isinstance(part, str) for part in pair)
+        for pair in value
+    )
 
 
 def _is_int_or_null(value: Any) -> bool:

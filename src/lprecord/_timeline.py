@@ -11,6 +11,7 @@ time. Updates get consecutive `ts` numbers from the recorded starting
 `ts`, because a long poll server's `ts` is an event counter.
 """
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -34,6 +35,7 @@ DEFAULT_MAX_VERSION = 19
 PERSISTENT_CODES = frozenset({1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 18, 19, 20, 21, 51, 52})
 
 _NIM = re.compile(r"/nim(\d+)")
+_JSON_TYPE = "application/json; charset=utf-8"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,6 +57,7 @@ class TimedReply:
     status: int
     body: bytes
     failed: int | None
+    content_type: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,15 +100,14 @@ class Timeline:
                 and start is not None
                 and exchange.status is not None
             ):
-                due = exchange.t + exchange.elapsed - start
-                _add_poll_reply(
-                    exchange.status,
-                    exchange.body or b"",
-                    exchange.json_body(),
-                    due,
-                    updates,
-                    replies,
+                recorded = TimedReply(
+                    due=exchange.t + exchange.elapsed - start,
+                    status=exchange.status,
+                    body=exchange.body or b"",
+                    failed=None,
+                    content_type=dict(exchange.headers).get("content-type", _JSON_TYPE),
                 )
+                _add_poll_reply(recorded, exchange.json_body(), updates, replies)
 
         if start is None or initial_ts is None:
             raise ValueError(
@@ -122,24 +124,16 @@ class Timeline:
 
 
 def _add_poll_reply(
-    status: int,
-    body: bytes,
-    reply: Any,
-    due: float,
-    updates: list[TimedUpdate],
-    replies: list[TimedReply],
+    recorded: TimedReply, reply: Any, updates: list[TimedUpdate], replies: list[TimedReply]
 ) -> None:
-    if status == 200 and isinstance(reply, dict) and "failed" not in reply:
+    """File a recorded poll reply as updates, or as a reply to serve verbatim once."""
+    if recorded.status == 200 and isinstance(reply, dict) and "failed" not in reply:
         batch = reply.get("updates")
         if isinstance(batch, list) and "ts" in reply:
-            updates.extend(TimedUpdate(due=due, raw=raw) for raw in batch)
+            updates.extend(TimedUpdate(due=recorded.due, raw=raw) for raw in batch)
             return
     failed = reply.get("failed") if isinstance(reply, dict) else None
-    replies.append(
-        TimedReply(
-            due=due, status=status, body=body, failed=failed if isinstance(failed, int) else None
-        )
-    )
+    replies.append(dataclasses.replace(recorded, failed=failed if type(failed) is int else None))
 
 
 def _response_object(reply: Any) -> dict[str, Any] | None:
@@ -167,7 +161,7 @@ class Reply:
 
     status: int
     body: bytes
-    content_type: str = "application/json; charset=utf-8"
+    content_type: str = _JSON_TYPE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
