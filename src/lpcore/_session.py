@@ -6,26 +6,34 @@ transport failure. It never performs I/O and never reads a clock: the
 caller passes `now` in whatever time base it uses (trio's virtual clock,
 `time.monotonic()`, ...).
 
-States and transitions (all in `_transition` and the `_on_*` handlers):
+States and transitions (the `_on_*` handlers make every one of them):
 
-    NEED_SERVER --getLongPollServer ok--> POLLING
+    NEED_SERVER --getLongPollServer ok--> POLLING, or RECOVERING after a loss
     POLLING --updates--> POLLING           (ts := reply ts)
-    POLLING --failed 1--> POLLING          (ts := reply ts; events lost)
+    POLLING --failed 1--> RECOVERING       (ts := reply ts; events lost)
     POLLING --failed 2--> NEED_SERVER      (new key, ts kept)
     POLLING --failed 3--> NEED_SERVER      (new key and ts; events lost)
+    RECOVERING --history page, more--> RECOVERING
+    RECOVERING --last history page--> POLLING (ts from its credentials)
     any --failed 4 or fatal API error--> STOPPED (the error is raised)
+
+Lost events are fetched with messages.getLongPollHistory from the `pts`
+saved before the loss. Without a `pts`, or when the server no longer
+has that history (error 907), the session reports the `ts` range as
+`EventsLost` instead.
 
 Transport failures and unreadable bodies keep the state and the `ts`
 and schedule a retry of the same request after a backoff.
 """
 
+import dataclasses
 import enum
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from ._api import HistoryPage, ServerInfo, read_api_reply, read_history_page, read_server_info
 from ._backoff import BackoffPolicy
 from ._errors import ApiError, LocalProtocolError, RemoteProtocolError, VersionError
 from ._modes import Mode
@@ -36,7 +44,6 @@ from ._parse import (
     build_poll_url,
     parse_poll_body,
     parse_update,
-    read_counter,
 )
 from ._updates import Update
 
@@ -60,6 +67,15 @@ SLOW_RETRY_DELAY = 60.0
 #: in case the server stopped accepting it.
 FAILURES_BEFORE_REFRESH = 3
 
+#: getLongPollHistory errors that mean the history asked for is gone:
+#: pts too old (907), pts too new (908), drop the device cache (990).
+HISTORY_GONE_ERRORS = frozenset({907, 908, 990})
+#: Messages asked for per history page; the method's minimum is 200.
+HISTORY_MSGS_LIMIT = 200
+
+SERVER_METHOD = "messages.getLongPollServer"
+HISTORY_METHOD = "messages.getLongPollHistory"
+
 
 class SessionState(enum.Enum):
     """Where the session is in the protocol."""
@@ -68,6 +84,8 @@ class SessionState(enum.Enum):
     NEED_SERVER = "need_server"
     #: The next request is an a_check poll.
     POLLING = "polling"
+    #: Events were lost: the next request is messages.getLongPollHistory.
+    RECOVERING = "recovering"
     #: A fatal error was raised; every later call raises too.
     STOPPED = "stopped"
 
@@ -77,6 +95,7 @@ class RequestKind(enum.StrEnum):
 
     API = "api"
     POLL = "poll"
+    HISTORY = "history"
 
 
 #: Parameter names whose values are secrets; never log or record them.
@@ -141,16 +160,34 @@ class UpdatesReceived:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EventsLost:
-    """The server dropped the events between `from_ts` and `to_ts`.
+    """Events between `from_ts` and `to_ts` are lost and could not be recovered.
 
-    `failed` is the code that reported it (1 or 3). The events may be
-    fetched with messages.getLongPollHistory from `pts` when it is known.
+    `failed` is the code that reported the loss (1, 3 or an undocumented
+    one); `reason` says why recovery was impossible: no `pts` was known,
+    or the server no longer had the history.
     """
 
     failed: int
     from_ts: int
     to_ts: int
     pts: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryRecovered:
+    """Events lost by the long poll server, fetched with messages.getLongPollHistory.
+
+    `updates` are in the reduced form the method returns (message events
+    carry only id, flags and peer), each with ``recovered=True``;
+    `messages` holds the full message objects for them. They precede
+    every update polled after them.
+    """
+
+    updates: tuple[Update, ...]
+    messages: tuple[Mapping[str, Any], ...]
+    from_pts: int
+    new_pts: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,7 +209,18 @@ class RetryScheduled:
     attempt: int
 
 
-SessionEvent = UpdatesReceived | EventsLost | ServerObtained | RetryScheduled
+SessionEvent = UpdatesReceived | HistoryRecovered | EventsLost | ServerObtained | RetryScheduled
+
+
+@dataclass(slots=True, kw_only=True)
+class _Gap:
+    """Events lost after `from_ts`, while recovery is under way."""
+
+    failed: int
+    from_ts: int
+    #: The pts saved before the loss: history is fetched from here.
+    pts: int | None
+    to_ts: int | None = None
 
 
 class Session:
@@ -196,6 +244,7 @@ class Session:
 
     A fatal condition (`VersionError`, `ApiError` with a code that retrying
     cannot fix) is raised from `receive_response` and stops the session.
+    `seed` makes the backoff jitter reproducible.
     """
 
     def __init__(
@@ -236,11 +285,10 @@ class Session:
         self.pts = pts
         # A resume point's ts must survive the first getLongPollServer.
         self._keep_ts = ts is not None
-        self._lost_from_ts: int | None = None
+        self._gap: _Gap | None = None
         self._in_flight: Request | None = None
         self._not_before: float | None = None
         self._not_before_reason = ""
-        self._lost_code = 3
         self._failures = 0
         self._retries = 0
         self._last_delay = 0.0
@@ -277,33 +325,50 @@ class Session:
             return Backoff(until=self._not_before, reason=self._not_before_reason)
         self._not_before = None
 
-        request = (
-            self._server_request()
-            if self.state is SessionState.NEED_SERVER
-            else self._poll_request()
-        )
+        if self.state is SessionState.NEED_SERVER:
+            request = self._server_request()
+        elif self.state is SessionState.RECOVERING:
+            request = self._history_request()
+        else:
+            request = self._poll_request()
         self._in_flight = request
         return request
 
-    def _server_request(self) -> Request:
-        params = {
-            "access_token": self._token,
-            "v": self.api_version,
-            "need_pts": "1",
-            "lp_version": str(self.version),
-        }
+    def _api_request(self, kind: RequestKind, method: str, params: dict[str, str]) -> Request:
+        # A POSTed form keeps the token out of URLs, which proxies and
+        # servers tend to log.
+        params = {"access_token": self._token, "v": self.api_version, **params}
         if self.group_id is not None:
             params["group_id"] = str(self.group_id)
         return Request(
-            kind=RequestKind.API,
+            kind=kind,
             method="POST",
-            url=f"{self.api_url}/messages.getLongPollServer",
+            url=f"{self.api_url}/{method}",
             params=params,
             body=urlencode(params).encode("ascii"),
             headers=(("Content-Type", "application/x-www-form-urlencoded"),),
             timeout=API_TIMEOUT,
-            api_method="messages.getLongPollServer",
+            api_method=method,
         )
+
+    def _server_request(self) -> Request:
+        params = {"need_pts": "1", "lp_version": str(self.version)}
+        return self._api_request(RequestKind.API, SERVER_METHOD, params)
+
+    def _history_request(self) -> Request:
+        gap = self._gap
+        assert gap is not None
+        assert self.pts is not None
+        params = {
+            "ts": str(gap.from_ts),
+            "pts": str(self.pts),
+            "lp_version": str(self.version),
+            "msgs_limit": str(HISTORY_MSGS_LIMIT),
+            # The credentials come with a ts that matches the history's
+            # end, so polling resumes exactly after the recovered events.
+            "credentials": "1",
+        }
+        return self._api_request(RequestKind.HISTORY, HISTORY_METHOD, params)
 
     def _poll_request(self) -> Request:
         assert self.server is not None
@@ -346,6 +411,8 @@ class Session:
         try:
             if request.kind is RequestKind.API:
                 return self._on_server_reply(status, body, now)
+            if request.kind is RequestKind.HISTORY:
+                return self._on_history_reply(status, body, now)
             return self._on_poll_reply(status, body, now)
         except (VersionError, ApiError) as error:
             self._stop(error)
@@ -364,9 +431,13 @@ class Session:
             )
         self._in_flight = None
 
-    def _on_server_reply(self, status: int, body: bytes, now: float) -> list[SessionEvent]:
+    def _read_api(self, status: int, body: bytes, method: str, now: float) -> Any:
+        """Return the API result, or the list of events of a retry scheduled instead.
+
+        Raises `ApiError` for codes that retrying cannot fix.
+        """
         try:
-            result = _read_api_reply(status, body, "messages.getLongPollServer")
+            return read_api_reply(status, body, method)
         except RemoteProtocolError as error:
             return self._retry(str(error), now)
         except ApiError as error:
@@ -375,27 +446,37 @@ class Session:
             floor = SLOW_RETRY_DELAY if error.code in SLOW_API_ERRORS else 0.0
             return self._retry(str(error), now, floor=floor)
 
+    def _on_server_reply(self, status: int, body: bytes, now: float) -> list[SessionEvent]:
+        result = self._read_api(status, body, SERVER_METHOD, now)
+        if isinstance(result, _Retry):
+            return result.events
         try:
-            key, server, ts, pts = _read_server_object(result)
+            info = read_server_info(result, SERVER_METHOD)
         except RemoteProtocolError as error:
             return self._retry(str(error), now)
 
-        self._key, self.server = key, server
+        self._key, self.server = info.key, info.server
         kept_ts = self._keep_ts and self.ts is not None
-        events: list[SessionEvent] = []
-        if not kept_ts:
-            if self._lost_from_ts is not None and self._lost_from_ts != ts:
-                events.append(
-                    EventsLost(failed=3, from_ts=self._lost_from_ts, to_ts=ts, pts=self.pts)
-                )
-            self.ts = ts
-        if self.pts is None:
-            self.pts = pts
-        self._lost_from_ts = None
         self._keep_ts = True
-        self.state = SessionState.POLLING
+        if kept_ts:
+            # The key expired but nothing was lost: keep ts and pts.
+            if self.pts is None:
+                self.pts = info.pts
+            self.state = SessionState.POLLING
+            return [self._obtained(info, kept_ts=True)]
+
+        self.ts = info.ts
+        if self._gap is None:
+            self.pts = info.pts if info.pts is not None else self.pts
+            self.state = SessionState.POLLING
+            return [self._obtained(info, kept_ts=False)]
+        self._gap.to_ts = info.ts
+        recovery = self._start_recovery(new_pts=info.pts)
+        return [self._obtained(info, kept_ts=False), *recovery]
+
+    def _obtained(self, info: ServerInfo, *, kept_ts: bool) -> ServerObtained:
         assert self.ts is not None
-        return [ServerObtained(server=server, ts=self.ts, pts=self.pts, kept_ts=kept_ts), *events]
+        return ServerObtained(server=info.server, ts=self.ts, pts=self.pts, kept_ts=kept_ts)
 
     def _on_poll_reply(self, status: int, body: bytes, now: float) -> list[SessionEvent]:
         if status != 200:
@@ -410,9 +491,7 @@ class Session:
         return self._on_updates(reply)
 
     def _on_updates(self, reply: PollResult) -> list[SessionEvent]:
-        self._failures = 0
-        self._retries = 0
-        self._last_delay = 0.0
+        self._succeeded()
         self.ts = reply.ts
         if reply.pts is not None:
             self.pts = reply.pts
@@ -421,6 +500,11 @@ class Session:
         )
         return [UpdatesReceived(updates=updates, ts=self.ts, pts=self.pts)]
 
+    def _succeeded(self) -> None:
+        self._failures = 0
+        self._retries = 0
+        self._last_delay = 0.0
+
     def _on_failed(self, reply: Failed, now: float) -> list[SessionEvent]:
         assert self.ts is not None
         if reply.code == 1:
@@ -428,17 +512,17 @@ class Session:
             # from, and the key stays valid.
             if reply.ts is None:
                 return self._retry("failed: 1 reply has no ts", now)
-            lost = EventsLost(failed=1, from_ts=self.ts, to_ts=reply.ts, pts=self.pts)
+            self._gap = _Gap(failed=1, from_ts=self.ts, pts=self.pts, to_ts=reply.ts)
             self.ts = reply.ts
             self._failures = 0
-            return [lost]
+            return self._start_recovery(new_pts=None)
         if reply.code == 2:
             # Only the key expired: no event is lost, so the ts is kept.
             return self._refresh(keep_ts=True, reason="key expired (failed: 2)", now=now)
         if reply.code == 3:
             # The server lost the user's information: a new key and ts are
             # needed, and the events in between are gone.
-            self._lost_from_ts = self.ts
+            self._gap = _Gap(failed=3, from_ts=self.ts, pts=self.pts)
             return self._refresh(
                 keep_ts=False, reason="user information lost (failed: 3)", now=now
             )
@@ -446,11 +530,76 @@ class Session:
             raise VersionError(self.version, reply.min_version, reply.max_version)
         # An undocumented code: start a new session as for failed: 3, with a
         # backoff in case the code repeats.
-        self._lost_from_ts, self._lost_code = self.ts, reply.code
+        self._gap = _Gap(failed=reply.code, from_ts=self.ts, pts=self.pts)
         self.state = SessionState.NEED_SERVER
         self._key = None
         self._keep_ts = False
         return self._retry(f"unknown failed: {reply.code}", now)
+
+    def _start_recovery(self, *, new_pts: int | None) -> list[SessionEvent]:
+        """Fetch the lost events from the saved pts, or report them lost without one."""
+        gap = self._gap
+        assert gap is not None
+        if gap.pts is not None:
+            self.pts = gap.pts
+            self.state = SessionState.RECOVERING
+            return []
+        self.pts = new_pts if new_pts is not None else self.pts
+        return [self._give_up(gap, "no pts was known (mode without PTS, or need_pts ignored)")]
+
+    def _give_up(self, gap: _Gap, reason: str) -> EventsLost:
+        assert gap.to_ts is not None
+        self._gap = None
+        self.state = SessionState.POLLING
+        return EventsLost(
+            failed=gap.failed, from_ts=gap.from_ts, to_ts=gap.to_ts, pts=gap.pts, reason=reason
+        )
+
+    def _on_history_reply(self, status: int, body: bytes, now: float) -> list[SessionEvent]:
+        gap = self._gap
+        assert gap is not None
+        try:
+            result = self._read_api(status, body, HISTORY_METHOD, now)
+        except ApiError as error:
+            if error.code not in HISTORY_GONE_ERRORS:
+                raise
+            # The server no longer has this history. A fresh
+            # getLongPollServer gives a current pts; the ts is kept.
+            lost = self._give_up(gap, f"history unavailable ({error})")
+            self.pts = None
+            self.state = SessionState.NEED_SERVER
+            return [lost]
+        if isinstance(result, _Retry):
+            return result.events
+        try:
+            page = read_history_page(result)
+        except RemoteProtocolError as error:
+            return self._retry(str(error), now)
+        return self._take_history_page(page)
+
+    def _take_history_page(self, page: HistoryPage) -> list[SessionEvent]:
+        assert self.pts is not None
+        updates = tuple(
+            dataclasses.replace(
+                parse_update(raw, mode=self.mode, version=self.version), recovered=True
+            )
+            for raw in page.history
+        )
+        recovered = HistoryRecovered(
+            updates=updates, messages=page.messages, from_pts=self.pts, new_pts=page.new_pts
+        )
+        self.pts = page.new_pts
+        self._succeeded()
+        if page.more:
+            return [recovered]
+
+        if page.credentials is not None:
+            self._key = page.credentials.key
+            self.server = page.credentials.server
+            self.ts = page.credentials.ts
+        self._gap = None
+        self.state = SessionState.POLLING
+        return [recovered]
 
     def _refresh(self, *, keep_ts: bool, reason: str, now: float) -> list[SessionEvent]:
         self.state = SessionState.NEED_SERVER
@@ -464,7 +613,7 @@ class Session:
         # for yet another key instead of spinning on getLongPollServer.
         return self._retry(reason, now)
 
-    def _retry(self, reason: str, now: float, *, floor: float = 0.0) -> list[SessionEvent]:
+    def _retry(self, reason: str, now: float, *, floor: float = 0.0) -> "_Retry":
         self._retries += 1
         if self.state is SessionState.POLLING and self._retries >= FAILURES_BEFORE_REFRESH:
             self.state = SessionState.NEED_SERVER
@@ -475,7 +624,7 @@ class Session:
         self._last_delay = delay
         self._not_before = now + delay
         self._not_before_reason = reason
-        return [RetryScheduled(delay=delay, reason=reason, attempt=self._retries)]
+        return _Retry([RetryScheduled(delay=delay, reason=reason, attempt=self._retries)])
 
     def _stop(self, error: Exception) -> None:
         self.state = SessionState.STOPPED
@@ -488,44 +637,9 @@ class Session:
             )
 
 
-def _read_api_reply(status: int, body: bytes, method: str) -> Any:
-    """Return the ``response`` value of a VK API reply, or raise its error."""
-    # A JSON object may carry the long poll key (getLongPollServer, or
-    # getLongPollHistory with credentials), so only other bodies, such
-    # as an HTML error page, are quoted in errors.
-    shown = None if body.lstrip().startswith(b"{") else body
-    if status != 200:
-        raise RemoteProtocolError(f"{method} returned HTTP {status}", shown)
-    try:
-        reply = json.loads(body)
-    except (ValueError, RecursionError):
-        raise RemoteProtocolError(f"{method} reply is not JSON", shown) from None
-    if type(reply) is not dict:
-        raise RemoteProtocolError(f"{method} reply must be a JSON object", shown)
-    if "error" in reply:
-        error = reply["error"]
-        raise ApiError.from_object(error if type(error) is dict else {}, method=method)
-    if "response" not in reply:
-        raise RemoteProtocolError(f"{method} reply has neither 'response' nor 'error'")
-    return reply["response"]
+class _Retry(list[SessionEvent]):
+    """The events of a scheduled retry, told apart from an API result by its type."""
 
-
-def _read_server_object(result: Any) -> tuple[str, str, int, int | None]:
-    # The errors carry no body: it holds the key.
-    if type(result) is not dict:
-        raise RemoteProtocolError("messages.getLongPollServer response must be an object")
-    key, server = result.get("key"), result.get("server")
-    if type(key) is not str or not key:
-        raise RemoteProtocolError("messages.getLongPollServer response has no 'key' string")
-    if type(server) is not str or not server:
-        raise RemoteProtocolError("messages.getLongPollServer response has no 'server' string")
-    ts = read_counter(result, "ts", b"")
-    if ts is None:
-        raise RemoteProtocolError("messages.getLongPollServer response has no integer 'ts'")
-    # VK has been seen to omit pts even with need_pts=1; a missing or
-    # unreadable pts leaves the session without one rather than failing.
-    try:
-        pts = read_counter(result, "pts", b"")
-    except RemoteProtocolError:
-        pts = None
-    return key, server, ts, pts
+    @property
+    def events(self) -> list[SessionEvent]:
+        return self

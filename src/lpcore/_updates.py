@@ -59,11 +59,14 @@ class Update:
     """Base class of every update.
 
     `code` is the event code (element 0) and `raw` the array as it arrived,
-    or an empty list for an update built in code.
+    or an empty list for an update built in code. `recovered` is True for
+    updates fetched with messages.getLongPollHistory after the long poll
+    server lost them; their message events carry only id, flags and peer.
     """
 
     code: int
     raw: Any = field(default_factory=list, compare=False, repr=False)
+    recovered: bool = field(default=False, compare=False, repr=False)
 
     _LAYOUT: ClassVar[tuple[_Slot, ...]] = ()
     _REQUIRED: ClassVar[int] = 0

@@ -16,7 +16,11 @@ from lptrio import HttpResponse, TransportError
 
 from ._fixture import REDACTED_VALUE, Exchange, ExchangeKind, FixtureWriter
 
-_KINDS = {RequestKind.API: ExchangeKind.API, RequestKind.POLL: ExchangeKind.POLL}
+_KINDS = {
+    RequestKind.API: ExchangeKind.API,
+    RequestKind.POLL: ExchangeKind.POLL,
+    RequestKind.HISTORY: ExchangeKind.HISTORY,
+}
 
 #: Shorter secrets are redacted by name only: replacing a short value
 #: everywhere would also rewrite ordinary text that happens to contain it.
@@ -50,8 +54,6 @@ class Recorder:
         """Redact and append one finished exchange."""
         self._learn_secrets(request, response)
         kind = _KINDS[request.kind]
-        if request.api_method == "messages.getLongPollHistory":
-            kind = ExchangeKind.HISTORY
         common: dict[str, Any] = {
             "t": round(max(0.0, started - self._start), 6),
             "elapsed": round(max(0.0, finished - started), 6),
@@ -77,15 +79,20 @@ class Recorder:
 
     def _learn_secrets(self, request: Request, response: HttpResponse | None) -> None:
         self._add_secret(request.params.get("key"))
-        if response is None or request.api_method != "messages.getLongPollServer":
+        if response is None or request.kind is RequestKind.POLL:
             return
         try:
             reply = json.loads(response.body)
         except ValueError:
             return
         result = reply.get("response") if isinstance(reply, dict) else None
-        if isinstance(result, dict) and isinstance(result.get("key"), str):
-            self._add_secret(result["key"])
+        if not isinstance(result, dict):
+            return
+        # getLongPollServer returns the key at the top level,
+        # getLongPollHistory inside `credentials`.
+        for holder in (result, result.get("credentials")):
+            if isinstance(holder, dict) and isinstance(holder.get("key"), str):
+                self._add_secret(holder["key"])
 
     def _add_secret(self, value: str | None) -> None:
         if value is not None and len(value) >= MIN_SECRET_LENGTH:

@@ -21,6 +21,7 @@ from typing import Any
 from lpcore import Mode
 
 from ._fixture import ExchangeKind, Fixture
+from ._history import history_form, message_object
 
 #: The server keeps this many recent events for ts-based polling; an older
 #: (or a future) ts gets ``{"failed": 1, "ts": newest}``.
@@ -29,6 +30,8 @@ EVENT_WINDOW = 256
 MAX_HOLD = 90.0
 DEFAULT_KEY_TTL = 3600.0
 DEFAULT_MAX_VERSION = 19
+#: Events per getLongPollHistory page when `events_limit` is not given (VK's default).
+HISTORY_EVENTS_LIMIT = 1000
 
 #: Codes of events VK keeps permanently; each advances `pts`. Typing,
 #: presence and counter events do not.
@@ -259,11 +262,17 @@ class ReplayEngine:
             return _api_error(5, "User authorization failed: no access_token passed.", method)
         if not params.get("v"):
             return _api_error(8, "Invalid request: v (version) is required", method)
-        if method != "messages.getLongPollServer":
-            return _api_error(3, "Unknown method passed", method)
+        if method == "messages.getLongPollServer":
+            if self._start is None:
+                self._start = now
+            credentials = self._credentials(now, with_pts=params.get("need_pts") == "1")
+            return Reply(status=200, body=_json({"response": credentials}))
+        if method == "messages.getLongPollHistory" and self._start is not None:
+            return self._history(params, now)
+        return _api_error(3, "Unknown method passed", method)
 
-        if self._start is None:
-            self._start = now
+    def _credentials(self, now: float, *, with_pts: bool) -> dict[str, Any]:
+        """Issue a new key, with the server, the newest ts and (if asked) pts."""
         key = hashlib.sha1(f"{self.seed}:{len(self._keys)}".encode()).hexdigest()
         self._keys[key] = _Key(issued=now)
         result: dict[str, Any] = {
@@ -272,8 +281,53 @@ class ReplayEngine:
             "ts": self.newest_ts(now),
         }
         pts = self._pts(now)
-        if params.get("need_pts") == "1" and pts is not None:
+        if with_pts and pts is not None:
             result["pts"] = pts
+        return result
+
+    # -- messages.getLongPollHistory ----------------------------------------------
+
+    def _history(self, params: dict[str, str], now: float) -> Reply:
+        """Serve the persistent events after `pts`, a page of `events_limit` at a time."""
+        method = "messages.getLongPollHistory"
+        current = self._pts(now)
+        since = _as_int(params.get("pts", ""))
+        if since is None:
+            return _api_error(
+                100, "One of the parameters specified was missing or invalid: pts", method
+            )
+        if (
+            current is None
+            or self.timeline.initial_pts is None
+            or since < self.timeline.initial_pts
+        ):
+            return _api_error(907, "Value of ts or pts is too old", method)
+        if since > current:
+            return _api_error(908, "Value of ts or pts is too new", method)
+
+        limit = max(_as_int(params.get("events_limit", "")) or HISTORY_EVENTS_LIMIT, 1)
+        persistent = [
+            u.raw
+            for u in self.timeline.updates[: self._available(now)]
+            if u.raw and u.raw[0] in PERSISTENT_CODES
+        ]
+        skipped = since - self.timeline.initial_pts
+        page = persistent[skipped : skipped + limit]
+        new_pts = since + len(page)
+        messages = [
+            m for m in (message_object(raw, user_id=self.timeline.user_id) for raw in page) if m
+        ]
+        result: dict[str, Any] = {
+            "history": [history_form(raw) for raw in page],
+            "messages": {"count": len(messages), "items": messages},
+            "profiles": [],
+            "groups": [],
+            "new_pts": new_pts,
+            "from_pts": since,
+            "more": int(new_pts < current),
+        }
+        if params.get("credentials") == "1" and new_pts == current:
+            result["credentials"] = self._credentials(now, with_pts=True)
         return Reply(status=200, body=_json({"response": result}))
 
     # -- a_check ----------------------------------------------------------------

@@ -13,6 +13,7 @@ import lpcore
 from lpcore import (
     Backoff,
     EventsLost,
+    HistoryRecovered,
     Mode,
     Request,
     RetryScheduled,
@@ -94,6 +95,7 @@ class LongPoll:
         self._raise_handler_errors = raise_handler_errors
         self._handlers: dict[type[Update], list[Handler]] = {}
         self._response_handlers: list[Handler] = []
+        self._lost_handlers: list[Handler] = []
         self._pending: deque[Update] = deque()
         self._pending_ts: int | None = None
         self._delivered: lpcore.Checkpoint | None = None
@@ -164,6 +166,15 @@ class LongPoll:
     ) -> Callable[[UpdatesReceived], Any]:
         """Register a handler for each whole successful poll reply (the Go SDK's FullResponse)."""
         self._response_handlers.append(handler)
+        return handler
+
+    def on_lost(self, handler: Callable[[EventsLost], Any]) -> Callable[[EventsLost], Any]:
+        """Register a handler for events the server lost and history could not recover.
+
+        It gets the `lpcore.EventsLost` with the `ts` range; a consumer that
+        keeps state should resynchronize it through the ordinary API.
+        """
+        self._lost_handlers.append(handler)
         return handler
 
     async def run(self) -> None:
@@ -251,16 +262,26 @@ class LongPoll:
                 await self._call(handler, event, code=None)
             self._pending.extend(event.updates)
             self._pending_ts = event.ts
+        elif isinstance(event, HistoryRecovered):
+            logger.info(
+                "recovered %d lost updates from history (pts %d to %d)",
+                len(event.updates),
+                event.from_pts,
+                event.new_pts,
+            )
+            self._pending.extend(event.updates)
         elif isinstance(event, RetryScheduled):
             logger.warning("retry %d in %.1f s: %s", event.attempt, event.delay, event.reason)
         elif isinstance(event, EventsLost):
             logger.warning(
-                "events lost between ts %d and %d (failed: %d); pts=%s",
+                "events lost between ts %d and %d (failed: %d): %s",
                 event.from_ts,
                 event.to_ts,
                 event.failed,
-                event.pts,
+                event.reason,
             )
+            for handler in self._lost_handlers:
+                await self._call(handler, event, code=None)
         elif isinstance(event, ServerObtained):
             logger.info(
                 "long poll server %s, ts %d (kept: %s)", event.server, event.ts, event.kept_ts
@@ -274,5 +295,5 @@ class LongPoll:
         except Exception:
             if self._raise_handler_errors:
                 raise
-            what = "response handler" if code is None else f"handler for update {code}"
+            what = "session event handler" if code is None else f"handler for update {code}"
             logger.exception("%s %r raised; skipping it", what, handler)

@@ -19,6 +19,7 @@ from lpcore import (
     BackoffPolicy,
     Checkpoint,
     EventsLost,
+    HistoryRecovered,
     LocalProtocolError,
     MessageNew,
     Request,
@@ -61,6 +62,20 @@ def poll_reply(ts: int, updates: list[Any] | None = None, *, pts: int | None = N
     if pts is not None:
         reply["pts"] = pts
     return json.dumps(reply).encode()
+
+
+def history_reply(
+    history: list[Any], *, new_pts: int, more: bool = False, ts: int | None = None
+) -> bytes:
+    response: dict[str, Any] = {
+        "history": history,
+        "messages": {"count": 0, "items": []},
+        "new_pts": new_pts,
+        "more": int(more),
+    }
+    if ts is not None:
+        response["credentials"] = {"key": SECOND_KEY, "server": SERVER, "ts": ts, "pts": new_pts}
+    return json.dumps({"response": response}).encode()
 
 
 def failed_reply(code: int, **fields: Any) -> bytes:
@@ -255,18 +270,44 @@ def test_server_without_pts_is_not_an_error() -> None:
 # -- failed replies ---------------------------------------------------------------------
 
 
-def test_failed_1_moves_ts_and_reports_loss() -> None:
-    session = polling_session(ts=1000, pts=500000)
+def test_failed_1_without_pts_reports_loss() -> None:
+    session = polling_session(ts=1000, pts=None)
 
     _, events = serve(session, failed_reply(1, ts=1300))
 
-    assert events == [EventsLost(failed=1, from_ts=1000, to_ts=1300, pts=500000)]
+    [lost] = events
+    assert isinstance(lost, EventsLost)
+    assert (lost.failed, lost.from_ts, lost.to_ts, lost.pts) == (1, 1000, 1300, None)
+    assert "no pts" in lost.reason
     assert session.ts == 1300
     assert session.has_key
     request = take_request(session, 0.0)
     assert request.kind is RequestKind.POLL
     assert query_of(request)["key"] == [KEY]
     assert query_of(request)["ts"] == ["1300"]
+
+
+def test_failed_1_with_pts_recovers_from_history() -> None:
+    session = polling_session(ts=1000, pts=500000)
+
+    _, events = serve(session, failed_reply(1, ts=1300))
+
+    assert events == []
+    assert session.state is SessionState.RECOVERING
+    request, events = serve(
+        session, history_reply([[4, 1000050, 1, 100002]], new_pts=500001, ts=1301)
+    )
+    assert request.kind is RequestKind.HISTORY
+    assert request.params["pts"] == "500000"
+    assert request.params["credentials"] == "1"
+    [recovered] = events
+    assert isinstance(recovered, HistoryRecovered)
+    assert [update.raw for update in recovered.updates] == [[4, 1000050, 1, 100002]]
+    assert all(update.recovered for update in recovered.updates)
+    assert (recovered.from_pts, recovered.new_pts) == (500000, 500001)
+    assert session.pts == 500001
+    # Polling resumes from the credentials' ts, which matches the history's end.
+    assert query_of(take_request(session, 0.0))["ts"] == ["1301"]
 
 
 def test_failed_1_with_string_ts() -> None:
@@ -301,7 +342,7 @@ def test_failed_2_refreshes_key_and_keeps_ts() -> None:
     assert session.ts == 1005
 
 
-def test_failed_3_takes_new_ts_and_reports_loss() -> None:
+def test_failed_3_takes_new_ts_and_recovers() -> None:
     session = polling_session(ts=1000, pts=500000)
 
     _, events = serve(session, failed_reply(3))
@@ -310,13 +351,43 @@ def test_failed_3_takes_new_ts_and_reports_loss() -> None:
     assert not session.has_key
     request, events = serve(session, server_reply(ts=2000, pts=500040, key=SECOND_KEY))
     assert request.kind is RequestKind.API
-    assert events == [
-        ServerObtained(server=SERVER, ts=2000, pts=500000, kept_ts=False),
-        EventsLost(failed=3, from_ts=1000, to_ts=2000, pts=500000),
-    ]
+    assert events == [ServerObtained(server=SERVER, ts=2000, pts=500000, kept_ts=False)]
     assert session.ts == 2000
-    assert session.pts == 500000
+    assert session.state is SessionState.RECOVERING
+    request, events = serve(session, history_reply([], new_pts=500040))
+    assert request.params["pts"] == "500000"
+    assert request.params["ts"] == "1000"
+    assert session.pts == 500040
     assert query_of(take_request(session, 0.0))["ts"] == ["2000"]
+
+
+def test_history_gone_reports_loss_and_refreshes() -> None:
+    session = polling_session(ts=1000, pts=500000)
+    serve(session, failed_reply(1, ts=1300))
+
+    _, events = serve(session, api_error(907, "Value of ts or pts is too old"))
+
+    [lost] = events
+    assert isinstance(lost, EventsLost)
+    assert (lost.from_ts, lost.to_ts) == (1000, 1300)
+    assert "907" in lost.reason
+    request, _ = serve(session, server_reply(ts=1400, pts=600000, key=SECOND_KEY))
+    assert request.kind is RequestKind.API
+    assert session.ts == 1300
+    assert session.pts == 600000
+
+
+def test_history_pages_through_more() -> None:
+    session = polling_session(ts=1000, pts=500000)
+    serve(session, failed_reply(1, ts=1300))
+
+    _, first = serve(session, history_reply([[6, 100002, 1000001]], new_pts=500001, more=True))
+    request, second = serve(session, history_reply([[7, 100002, 1000001]], new_pts=500002))
+
+    assert request.params["pts"] == "500001"
+    assert [type(event) for event in first + second] == [HistoryRecovered, HistoryRecovered]
+    assert session.state is SessionState.POLLING
+    assert session.pts == 500002
 
 
 def test_failed_4_raises_version_error_and_stops() -> None:
@@ -334,7 +405,9 @@ def test_failed_4_raises_version_error_and_stops() -> None:
 
 
 def test_unknown_failed_backs_off_to_new_session() -> None:
-    session = polling_session(ts=600)
+    # Without a pts the lost events cannot be fetched, so the new session
+    # goes straight to polling.
+    session = polling_session(ts=600, pts=None)
 
     _, events = serve(session, failed_reply(5), now=10.0)
 
@@ -352,7 +425,7 @@ def test_unknown_failed_backs_off_to_new_session() -> None:
 
 
 def test_repeated_unknown_failed_never_spins() -> None:
-    session = polling_session(ts=600)
+    session = polling_session(ts=600, pts=None)
     now = 0.0
     request_times: list[float] = []
 
@@ -360,7 +433,7 @@ def test_repeated_unknown_failed_never_spins() -> None:
         request_times.append(now)
         serve(session, failed_reply(5), now=now)
         now = due_time(session, now)
-        serve(session, server_reply(ts=600), now=now)
+        serve(session, server_reply(ts=600, pts=None), now=now)
 
     assert all(later - earlier >= 1.0 for earlier, later in pairwise(request_times))
 
