@@ -6,8 +6,9 @@ It builds requests, reads replies and tracks the session (`server`, `key`,
 
 from ._backoff import BackoffPolicy
 from ._errors import ApiError, LocalProtocolError, LongPollError, RemoteProtocolError, VersionError
-from ._flags import DialogFlags, MessageFlags, OfflineFlags, Platform
+from ._flags import ChatUpdateType, DialogFlags, MessageFlags, OfflineFlags, Platform
 from ._modes import Mode
+from ._objects import AdditionalData, Attachment, Attachments
 from ._parse import (
     MAX_WAIT,
     Failed,
@@ -42,6 +43,7 @@ from ._session import (
     SessionState,
     UpdatesReceived,
 )
+from ._text import unescape_text
 from ._updates import (
     PEER_ACTIVITY_CODES,
     UPDATE_TYPES,
@@ -72,7 +74,6 @@ from ._updates import (
     Update,
     UserTyping,
     UserTypingInChat,
-    unescape_text,
 )
 
 __version__ = "0.1.0"
@@ -86,12 +87,16 @@ __all__ = [
     "PEER_ACTIVITY_CODES",
     "SECRET_PARAMS",
     "UPDATE_TYPES",
+    "AdditionalData",
     "ApiError",
+    "Attachment",
+    "Attachments",
     "Backoff",
     "BackoffPolicy",
     "Call",
     "ChatChanged",
     "ChatInfoChanged",
+    "ChatUpdateType",
     "Checkpoint",
     "DialogFlags",
     "DialogFlagsReplace",

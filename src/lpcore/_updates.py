@@ -9,13 +9,14 @@ elements past the layout stay in `raw`, so newer server builds that append
 fields do not break parsing and survive `encode_update`.
 """
 
-import html
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ._flags import DialogFlags, MessageFlags, OfflineFlags, Platform
+from ._flags import ChatUpdateType, DialogFlags, MessageFlags, OfflineFlags, Platform
+from ._objects import AdditionalData, Attachments
 from ._peers import PeerKind, chat_id_of, peer_kind
+from ._text import unescape_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,7 @@ class _MessageFields:
     peer_id: int | None
     raw_text: str | None
     additional: dict[str, Any] | None
+    attachments: dict[str, Any] | None
 
     @property
     def text(self) -> str | None:
@@ -138,17 +140,17 @@ class _MessageFields:
         VK sends it as a string, sometimes with surrounding spaces, and
         negative for a community. None when absent or not a number.
         """
-        if not self.additional:
-            return None
-        value = self.additional.get("from")
-        if type(value) is int:
-            return value
-        if not isinstance(value, str):
-            return None
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
+        return self.additional_data.from_id
+
+    @property
+    def additional_data(self) -> AdditionalData:
+        """The additional-data object with typed accessors (empty when absent)."""
+        return AdditionalData(self.additional or {})
+
+    @property
+    def attachment_data(self) -> Attachments:
+        """The attachments object with typed accessors (empty when absent)."""
+        return Attachments(self.attachments or {})
 
 
 #: Keys that only the attachments object carries.
@@ -158,11 +160,6 @@ ATTACHMENT_KEY_PREFIXES = ("attach", "fwd", "geo", "reply")
 def looks_like_attachments(value: dict[str, Any]) -> bool:
     """Whether an object has keys that belong in the attachments object."""
     return any(key.startswith(ATTACHMENT_KEY_PREFIXES) for key in value)
-
-
-def unescape_text(raw_text: str) -> str:
-    """Undo VK's escaping of message text: ``<br>`` to newline, then entities once."""
-    return html.unescape(raw_text.replace("<br>", "\n"))
 
 
 _MESSAGE_TAIL = (
@@ -443,10 +440,14 @@ class ChatInfoChanged(Update):
     """
 
     code: int = _code(52)
-    type_id: int
+    type_id: ChatUpdateType
     peer_id: int
     info: int | str | None = None
-    _LAYOUT = (_int("type_id"), _int("peer_id"), _Slot("info", (int, str)))
+    _LAYOUT = (
+        _Slot("type_id", (int,), ChatUpdateType, int),
+        _int("peer_id"),
+        _Slot("info", (int, str)),
+    )
     _REQUIRED = 2
 
 

@@ -20,6 +20,7 @@ from lpcore import (
     Call,
     ChatChanged,
     ChatInfoChanged,
+    ChatUpdateType,
     DialogFlags,
     DialogFlagsReplace,
     DialogFlagsReset,
@@ -281,7 +282,9 @@ def test_service_message_and_chat_events() -> None:
     assert message.additional is not None
     assert message.additional["source_act"] == "chat_invite_user"
     assert message.additional["source_mid"] == "100003"
-    assert chat_info == ChatInfoChanged(type_id=6, peer_id=2000000007, info=100003)
+    assert chat_info == ChatInfoChanged(
+        type_id=ChatUpdateType.USER_JOINED, peer_id=2000000007, info=100003
+    )
     assert chat_change == ChatChanged(chat_id=7, by_self=0)
 
 
@@ -301,7 +304,7 @@ def test_community_message_with_keyboard() -> None:
     assert title_change.additional is not None
     assert title_change.additional["source_text"] == "New title"
     assert title_change.additional["source_old_text"] == "Old title"
-    assert chat_info == ChatInfoChanged(type_id=1, peer_id=2000000007, info=0)
+    assert chat_info == ChatInfoChanged(type_id=ChatUpdateType.TITLE, peer_id=2000000007, info=0)
 
 
 def test_flag_changes_of_varying_arity() -> None:
@@ -862,10 +865,17 @@ def test_offline_flags_keep_unknown_bits() -> None:
         (4, Platform.ANDROID),
         (0x100 | 7, Platform.WEB),
         (-1, Platform.UNKNOWN),
-        (8, Platform.UNKNOWN),
     ],
 )
 def test_friend_online_platform(extra: int | None, platform: Platform) -> None:
     update = FriendOnline(user_id=100002, extra=extra)
 
     assert update.platform is platform
+
+
+def test_undocumented_platform_keeps_its_value() -> None:
+    platform = FriendOnline(user_id=100002, extra=8).platform
+
+    assert platform == 8
+    assert platform.name == "UNKNOWN_8"
+    assert not platform.is_mobile
