@@ -141,12 +141,16 @@ class Backoff:
 class Checkpoint:
     """What a consumer saves to resume later without loss or duplicates.
 
-    Save it after the updates of a batch were handled; a session started
-    with ``Session(..., ts=cp.ts, pts=cp.pts)`` continues after them.
+    A session started with ``Session(..., ts=cp.ts, pts=cp.pts,
+    skip=cp.skip)`` continues right after the last update handled. `skip`
+    counts updates already handled from the batch that starts at `ts`:
+    because `ts` is an event counter, the first `skip` events after it are
+    the same ones however the server batches them on the next poll.
     """
 
     ts: int
     pts: int | None = None
+    skip: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -259,9 +263,12 @@ class Session:
         group_id: int | None = None,
         ts: int | None = None,
         pts: int | None = None,
+        skip: int = 0,
         backoff: BackoffPolicy | None = None,
         seed: int = 0,
     ) -> None:
+        if skip and ts is None:
+            raise LocalProtocolError(f"skip={skip} needs the ts it counts from; pass ts too")
         if not token:
             raise LocalProtocolError("token is empty; pass a VK access token")
         if not 0 <= wait <= MAX_WAIT:
@@ -285,6 +292,7 @@ class Session:
         self.pts = pts
         # A resume point's ts must survive the first getLongPollServer.
         self._keep_ts = ts is not None
+        self._skip = skip
         self._gap: _Gap | None = None
         self._in_flight: Request | None = None
         self._not_before: float | None = None
@@ -495,9 +503,11 @@ class Session:
         self.ts = reply.ts
         if reply.pts is not None:
             self.pts = reply.pts
-        updates = tuple(
-            parse_update(raw, mode=self.mode, version=self.version) for raw in reply.updates
-        )
+        raws = reply.updates
+        if self._skip:
+            # Resumed inside a batch: these were handled before the restart.
+            raws, self._skip = raws[self._skip :], max(0, self._skip - len(raws))
+        updates = tuple(parse_update(raw, mode=self.mode, version=self.version) for raw in raws)
         return [UpdatesReceived(updates=updates, ts=self.ts, pts=self.pts)]
 
     def _succeeded(self) -> None:
@@ -514,6 +524,7 @@ class Session:
                 return self._retry("failed: 1 reply has no ts", now)
             self._gap = _Gap(failed=1, from_ts=self.ts, pts=self.pts, to_ts=reply.ts)
             self.ts = reply.ts
+            self._skip = 0
             self._failures = 0
             return self._start_recovery(new_pts=None)
         if reply.code == 2:
@@ -523,6 +534,7 @@ class Session:
             # The server lost the user's information: a new key and ts are
             # needed, and the events in between are gone.
             self._gap = _Gap(failed=3, from_ts=self.ts, pts=self.pts)
+            self._skip = 0
             return self._refresh(
                 keep_ts=False, reason="user information lost (failed: 3)", now=now
             )
@@ -531,6 +543,7 @@ class Session:
         # An undocumented code: start a new session as for failed: 3, with a
         # backoff in case the code repeats.
         self._gap = _Gap(failed=reply.code, from_ts=self.ts, pts=self.pts)
+        self._skip = 0
         self.state = SessionState.NEED_SERVER
         self._key = None
         self._keep_ts = False

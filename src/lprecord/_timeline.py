@@ -361,7 +361,7 @@ class ReplayEngine:
         return Hold(until=min(deadline, self._next_due(now)))
 
     def _updates_reply(self, ts: int, newest: int, params: dict[str, str], now: float) -> Reply:
-        first = ts - self.timeline.initial_ts
+        first = max(0, ts - self.timeline.initial_ts)
         last = newest - self.timeline.initial_ts
         body: dict[str, Any] = {"ts": newest}
         pts = self._pts(now)
@@ -382,7 +382,9 @@ class ReplayEngine:
         recorded = self.timeline.replies[self._served_replies]
         if self._at(recorded.due) > now:
             return None
-        undelivered = self.timeline.updates[ts - self.timeline.initial_ts : self._available(now)]
+        undelivered = self.timeline.updates[
+            max(0, ts - self.timeline.initial_ts) : self._available(now)
+        ]
         if any(u.due <= recorded.due for u in undelivered):
             return None
 

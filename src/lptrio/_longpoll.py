@@ -2,9 +2,12 @@
 
 import inspect
 import logging
+import os
+import re
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import trio
@@ -12,6 +15,7 @@ import trio
 import lpcore
 from lpcore import (
     Backoff,
+    Checkpoint,
     EventsLost,
     HistoryRecovered,
     Mode,
@@ -24,12 +28,16 @@ from lpcore import (
     UpdatesReceived,
 )
 
+from ._checkpoint import read_checkpoint, write_checkpoint
 from ._http import DEFAULT_USER_AGENT, HttpClient, HttpResponse, TransportError
+from ._logging import RepeatLimiter
 
 logger = logging.getLogger("lptrio")
 
 U = TypeVar("U", bound=Update)
 Handler = Callable[[Any], Awaitable[None] | None]
+
+_ACCOUNT_IN_SERVER = re.compile(r"/nim(\d+)")
 
 
 class ExchangeObserver(Protocol):
@@ -54,6 +62,12 @@ class LongPoll:
     `on` and `on_response` and call `run`. `shutdown` stops either way:
     the held poll is cancelled at once and a running handler finishes.
 
+    With `checkpoint` set to a file path, the resume point is saved there
+    atomically after each delivered batch (and at shutdown), and a new
+    `LongPoll` with the same path continues after the last update
+    delivered. An explicit `ts` (with `pts` and `skip`, as in a
+    `lpcore.Checkpoint`) takes precedence over the file.
+
     `key` is a secret: it never appears in `repr`, logs or errors.
     """
 
@@ -72,12 +86,19 @@ class LongPoll:
         user_agent: str = DEFAULT_USER_AGENT,
         ts: int | None = None,
         pts: int | None = None,
+        skip: int = 0,
+        checkpoint: str | os.PathLike[str] | None = None,
         observer: ExchangeObserver | None = None,
         raise_handler_errors: bool = False,
         seed: int = 0,
     ) -> None:
         if ssl_context is None and cafile is not None:
             ssl_context = ssl.create_default_context(cafile=cafile)
+        self._checkpoint_path = None if checkpoint is None else Path(checkpoint)
+        if ts is None and self._checkpoint_path is not None:
+            saved = read_checkpoint(self._checkpoint_path)
+            if saved is not None:
+                ts, pts, skip = saved.ts, saved.pts, saved.skip
         self._session = Session(
             token,
             mode=mode,
@@ -88,6 +109,7 @@ class LongPoll:
             group_id=group_id,
             ts=ts,
             pts=pts,
+            skip=skip,
             seed=seed,
         )
         self._http = HttpClient(ssl_context=ssl_context, user_agent=user_agent)
@@ -97,10 +119,22 @@ class LongPoll:
         self._response_handlers: list[Handler] = []
         self._lost_handlers: list[Handler] = []
         self._pending: deque[Update] = deque()
-        self._pending_ts: int | None = None
-        self._delivered: lpcore.Checkpoint | None = None
+        # Where the batch being delivered started, and how much of it is
+        # delivered: together they make an exact resume point.
+        self._batch_start: Checkpoint | None = (
+            None if ts is None else Checkpoint(ts=ts, pts=pts, skip=skip)
+        )
+        self._batch_end: Checkpoint | None = None
+        self._delivered_in_batch = skip
+        # Whether a part-delivered batch can resume by `skip`: not for
+        # updates recovered from history, which no ts counts.
+        self._batch_by_ts = True
+        self._handed_out = False
+        self._saved: Checkpoint | None = None
         self._request_scope: trio.CancelScope | None = None
         self._stopping = False
+        self._account = ""
+        self._repeats = RepeatLimiter()
 
     def __repr__(self) -> str:
         return f"<LongPoll {self._session!r}>"
@@ -141,14 +175,20 @@ class LongPoll:
         """How long the server may hold each poll, in seconds."""
         return self._session.wait
 
-    def checkpoint(self) -> lpcore.Checkpoint | None:
-        """Return the resume point after the last update delivered, or None before any.
+    def checkpoint(self) -> Checkpoint | None:
+        """Return the resume point right after the last update delivered, or None before any.
 
-        An update counts as delivered once the iterator asked for the one
-        after it (or a handler returned); a batch's ts is committed when
-        its last update is delivered.
+        An update counts as delivered once the iterator was asked for the
+        one after it (with `run`, once its handlers returned).
         """
-        return self._delivered
+        if self._batch_start is None:
+            return None
+        if not self._pending and not self._handed_out and self._batch_end is not None:
+            return self._batch_end
+        if not self._batch_by_ts:
+            return self._batch_start
+        start = self._batch_start
+        return Checkpoint(ts=start.ts, pts=start.pts, skip=self._delivered_in_batch)
 
     # -- handler API ----------------------------------------------------------
 
@@ -184,7 +224,11 @@ class LongPoll:
                 await self._call(handler, update, code=update.code)
 
     def shutdown(self) -> None:
-        """Stop polling: cancel the held poll now and end the iteration."""
+        """Stop polling: cancel the held poll now; `run` returns once its handler finishes.
+
+        Updates received but not yet delivered are not delivered; the
+        checkpoint (and its file) points right before them.
+        """
         self._stopping = True
         if self._request_scope is not None:
             self._request_scope.cancel()
@@ -199,18 +243,29 @@ class LongPoll:
         return self
 
     async def __anext__(self) -> Update:
-        while not self._pending:
-            self._commit_batch()
+        if self._handed_out:
+            # Asking for the next update means the last one was handled.
+            self._handed_out = False
+            self._delivered_in_batch += 1
+        while not self._pending or self._stopping:
+            self._save_checkpoint()
             if self._stopping:
                 await self._http.aclose()
                 raise StopAsyncIteration
             await self._step()
+        self._handed_out = True
         return self._pending.popleft()
 
-    def _commit_batch(self) -> None:
-        if self._pending_ts is not None:
-            self._delivered = lpcore.Checkpoint(ts=self._pending_ts, pts=self._session.pts)
-            self._pending_ts = None
+    def _save_checkpoint(self) -> None:
+        if self._checkpoint_path is None:
+            return
+        checkpoint = self.checkpoint()
+        if checkpoint is not None and checkpoint != self._saved:
+            # NOTE: written in the event loop, not a worker thread: the file
+            # is tens of bytes, and a thread would let trio's autojump clock
+            # run ahead while it works. The fsync blocks the loop briefly.
+            write_checkpoint(self._checkpoint_path, checkpoint)
+            self._saved = checkpoint
 
     async def _step(self) -> None:
         """Send one request (or wait out one backoff) and take in what came back."""
@@ -256,24 +311,37 @@ class LongPoll:
         for event in events:
             await self._on_event(event)
 
+    def _begin_batch(self, updates: tuple[Update, ...], end: Checkpoint, *, by_ts: bool) -> None:
+        """Queue a batch; until it is delivered, the checkpoint counts into it."""
+        start = self.checkpoint() or end
+        self._batch_start, self._batch_end = start, end
+        self._delivered_in_batch = start.skip
+        self._batch_by_ts = by_ts
+        self._pending.extend(updates)
+
     async def _on_event(self, event: SessionEvent) -> None:
         if isinstance(event, UpdatesReceived):
             for handler in self._response_handlers:
                 await self._call(handler, event, code=None)
-            self._pending.extend(event.updates)
-            self._pending_ts = event.ts
+            self._begin_batch(event.updates, Checkpoint(ts=event.ts, pts=event.pts), by_ts=True)
         elif isinstance(event, HistoryRecovered):
-            logger.info(
+            self._log(
+                logging.INFO,
                 "recovered %d lost updates from history (pts %d to %d)",
                 len(event.updates),
                 event.from_pts,
                 event.new_pts,
             )
-            self._pending.extend(event.updates)
+            assert self._session.ts is not None
+            end = Checkpoint(ts=self._session.ts, pts=event.new_pts)
+            self._begin_batch(event.updates, end, by_ts=False)
         elif isinstance(event, RetryScheduled):
-            logger.warning("retry %d in %.1f s: %s", event.attempt, event.delay, event.reason)
+            self._log(
+                logging.WARNING, "retry %d in %.1f s: %s", event.attempt, event.delay, event.reason
+            )
         elif isinstance(event, EventsLost):
-            logger.warning(
+            self._log(
+                logging.WARNING,
                 "events lost between ts %d and %d (failed: %d): %s",
                 event.from_ts,
                 event.to_ts,
@@ -283,9 +351,23 @@ class LongPoll:
             for handler in self._lost_handlers:
                 await self._call(handler, event, code=None)
         elif isinstance(event, ServerObtained):
-            logger.info(
-                "long poll server %s, ts %d (kept: %s)", event.server, event.ts, event.kept_ts
+            match = _ACCOUNT_IN_SERVER.search(event.server)
+            self._account = f"[user {match.group(1)}] " if match else ""
+            self._log(
+                logging.DEBUG,
+                "long poll server %s, ts %d (kept: %s)",
+                event.server,
+                event.ts,
+                event.kept_ts,
             )
+
+    def _log(self, level: int, template: str, *args: Any) -> None:
+        """Log with the account id, letting a repeated message through once a minute."""
+        suppressed = self._repeats.admit(template, trio.current_time())
+        if suppressed is None:
+            return
+        suffix = f" ({suppressed} similar messages suppressed)" if suppressed else ""
+        logger.log(level, self._account + template + suffix, *args)
 
     async def _call(self, handler: Handler, argument: Any, *, code: int | None) -> None:
         try:
@@ -296,4 +378,4 @@ class LongPoll:
             if self._raise_handler_errors:
                 raise
             what = "session event handler" if code is None else f"handler for update {code}"
-            logger.exception("%s %r raised; skipping it", what, handler)
+            logger.exception("%s%s %r raised; skipping it", self._account, what, handler)

@@ -1,0 +1,225 @@
+"""Tests for LongPoll against the project's fake server, in virtual time."""
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from e2e_helpers import FIXTURES, recorded_updates
+
+from lpcore import Checkpoint, MessageNew, Update, UpdatesReceived
+from lprecord import FakeServer, open_fake_server
+from lptrio import LongPoll
+
+TOKEN = "fake-token-for-longpoll-tests-0123456789"
+CHAT = FIXTURES / "chat_session.jsonl"
+
+
+def client(server: FakeServer, **options: Any) -> LongPoll:
+    return LongPoll(TOKEN, api_url=server.api_url, **options)
+
+
+async def test_checkpoint_file_resume_after_crash_between_batches(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    path = tmp_path / "checkpoint.json"
+    expected = recorded_updates(CHAT)
+    first_run: list[Any] = []
+
+    async with open_fake_server(CHAT) as server:
+        longpoll = client(server, checkpoint=path)
+        async for update in longpoll:
+            first_run.append(update.raw)
+            if len(first_run) == 3:
+                # Batch 2 (updates 2 and 3) is handled: asking for the next
+                # update saves its end, and the crash comes while the client
+                # waits for batch 3. Abandon the client without shutdown.
+                with trio.move_on_after(0.5):
+                    await longpoll.__anext__()
+                break
+        saved = json.loads(path.read_text())
+
+        second_run: list[Any] = []
+        resumed = client(server, checkpoint=path)
+        with trio.move_on_after(400):
+            async for update in resumed:
+                second_run.append(update.raw)
+        await resumed.aclose()
+        await longpoll.aclose()
+
+    assert saved["skip"] == 0
+    assert first_run + second_run == expected
+
+
+async def test_checkpoint_counts_into_a_batch(autojump_clock: trio.abc.Clock) -> None:
+    async with open_fake_server(CHAT) as server:
+        longpoll = client(server)
+        seen = 0
+        async for _update in longpoll:
+            seen += 1
+            if seen == 3:
+                break
+        checkpoint = longpoll.checkpoint()
+        await longpoll.aclose()
+
+    # Batch 1 is one update and ends at ts 1800000001; batch 2 holds
+    # updates 2 and 3. With update 3 handed out, update 2 is handled.
+    assert checkpoint == Checkpoint(ts=1800000001, pts=500001, skip=1)
+
+
+async def test_resume_mid_batch_skips_handled_updates(autojump_clock: trio.abc.Clock) -> None:
+    expected = recorded_updates(CHAT)
+    async with open_fake_server(CHAT) as server:
+        longpoll = client(server)
+        first_run: list[Any] = []
+        async for update in longpoll:
+            first_run.append(update.raw)
+            if len(first_run) == 3:
+                break
+        checkpoint = longpoll.checkpoint()
+        await longpoll.aclose()
+        assert checkpoint is not None
+
+        resumed = client(server, ts=checkpoint.ts, pts=checkpoint.pts, skip=checkpoint.skip)
+        second_run: list[Any] = []
+        with trio.move_on_after(400):
+            async for update in resumed:
+                second_run.append(update.raw)
+        await resumed.aclose()
+
+    # Update 3 was handed out but never handled, so it comes again.
+    assert first_run[:2] + second_run == expected
+
+
+async def test_shutdown_cancels_held_poll_at_once(autojump_clock: trio.abc.Clock) -> None:
+    async with open_fake_server(CHAT) as server:
+        longpoll = client(server)
+        received: list[Update] = []
+
+        async def consume() -> None:
+            async for update in longpoll:
+                received.append(update)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            # The recorded session ends after about 182 s; by 200 s the
+            # client is held in a poll that would last until 225 s.
+            await trio.sleep(200)
+            stopped_at = trio.current_time()
+            longpoll.shutdown()
+        returned_at = trio.current_time()
+
+    assert len(received) == 40
+    assert returned_at - stopped_at <= 0.1
+
+
+async def test_shutdown_lets_running_handler_finish(autojump_clock: trio.abc.Clock) -> None:
+    async with open_fake_server(CHAT) as server:
+        longpoll = client(server)
+        finished: list[int] = []
+
+        @longpoll.on(MessageNew)
+        async def slow(message: MessageNew) -> None:
+            longpoll.shutdown()
+            await trio.sleep(5)
+            finished.append(message.message_id)
+
+        await longpoll.run()
+
+    assert finished == [1000001]
+
+
+async def test_handler_error_logged_and_skipped(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with open_fake_server(CHAT) as server:
+        longpoll = client(server)
+        handled: list[int] = []
+
+        @longpoll.on(MessageNew)
+        def explode(message: MessageNew) -> None:
+            if message.message_id == 1000001:
+                raise RuntimeError("handler bug")
+            handled.append(message.message_id)
+            if len(handled) == 2:
+                longpoll.shutdown()
+
+        with caplog.at_level(logging.ERROR, logger="lptrio"):
+            await longpoll.run()
+
+    assert handled == [1000002, 1000003]
+    [record] = [r for r in caplog.records if "raised" in r.getMessage()]
+    assert "handler for update 4" in record.getMessage()
+    assert record.exc_info is not None
+
+
+async def test_handler_error_can_stop_the_loop(autojump_clock: trio.abc.Clock) -> None:
+    async with open_fake_server(CHAT) as server:
+        longpoll = client(server, raise_handler_errors=True)
+
+        @longpoll.on(MessageNew)
+        def explode(message: MessageNew) -> None:
+            raise RuntimeError("handler bug")
+
+        with pytest.raises(RuntimeError, match="handler bug"):
+            await longpoll.run()
+        await longpoll.aclose()
+
+
+async def test_on_response_sees_whole_replies(autojump_clock: trio.abc.Clock) -> None:
+    async with open_fake_server(CHAT) as server:
+        longpoll = client(server)
+        replies: list[UpdatesReceived] = []
+        longpoll.on_response(replies.append)
+        with trio.move_on_after(100):
+            await longpoll.run()
+        await longpoll.aclose()
+
+    assert replies
+    assert [len(reply.updates) for reply in replies][:3] == [1, 2, 1]
+
+
+async def test_many_accounts_in_one_nursery(autojump_clock: trio.abc.Clock) -> None:
+    expected = recorded_updates(CHAT)
+    counts: list[int] = []
+
+    async with open_fake_server(CHAT) as server:
+
+        async def account(number: int) -> None:
+            longpoll = LongPoll(f"{TOKEN}-{number}", api_url=server.api_url)
+            received = 0
+            with trio.move_on_after(250):
+                async for _update in longpoll:
+                    received += 1
+            await longpoll.aclose()
+            counts.append(received)
+
+        async with trio.open_nursery() as nursery:
+            for number in range(200):
+                nursery.start_soon(account, number)
+
+    assert counts == [len(expected)] * 200
+
+
+async def test_repeated_retries_are_rate_limited_in_logs(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nothing listens on this port: every request fails at once.
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    longpoll = LongPoll(TOKEN, api_url=f"http://127.0.0.1:{port}/method")
+
+    with caplog.at_level(logging.WARNING, logger="lptrio"), trio.move_on_after(600):
+        async for _update in longpoll:
+            pass
+    await longpoll.aclose()
+
+    retries = [r for r in caplog.records if "retry" in r.getMessage()]
+    # The backoff reaches 60 s within a few attempts; over ten minutes that
+    # is about 15 attempts, and the log lets one through per minute.
+    assert 3 <= len(retries) <= 12
+    assert any("suppressed" in r.getMessage() for r in retries)
+    assert all(TOKEN not in r.getMessage() for r in caplog.records)
