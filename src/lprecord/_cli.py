@@ -1,7 +1,6 @@
 """The `lprecord` command: capture, replay and show long poll sessions."""
 
 import argparse
-import contextlib
 import math
 import os
 import ssl
@@ -121,18 +120,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "replay":
             return run_replay(args)
         return run_show(args)
-    except (CommandError, FixtureError, lpcore.LongPollError, OSError) as error:
-        print(f"lprecord: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    except BaseException as error:
+        cause = sole_cause(error)
+        if isinstance(cause, KeyboardInterrupt):
+            return 130
+        if isinstance(cause, CommandError | FixtureError | lpcore.LongPollError | OSError):
+            print(f"lprecord: error: {cause}", file=sys.stderr)
+            return 2
+        raise
+
+
+def sole_cause(error: BaseException) -> BaseException:
+    """Unwrap the exception groups trio puts around an error that is alone in them."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 # -- show ---------------------------------------------------------------------
 
 
-def run_show(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """Print a fixture's header and summary."""
+def run_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Print a fixture's header and summary to `out` (standard output by default)."""
+    out = out or sys.stdout
     fixture = read_fixture(args.fixture)
     header = fixture.header
     print(f"fixture:     {args.fixture}", file=out)
@@ -171,8 +181,11 @@ def run_replay(args: argparse.Namespace) -> int:
             print(server.api_url, flush=True)
             print("serving; press Ctrl-C to stop", file=sys.stderr, flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         trio.run(serve)
+    except BaseException as error:
+        if not isinstance(sole_cause(error), KeyboardInterrupt):
+            raise
     return 0
 
 
@@ -198,16 +211,27 @@ def run_capture(args: argparse.Namespace) -> int:
         source=f"lprecord capture from {api_url}",
     )
     print(f"recording from {api_url} into {args.output}; press Ctrl-C to stop", file=sys.stderr)
+    _check_output(args)
     try:
         trio.run(_capture, args, token, api_url, context, header)
-    except KeyboardInterrupt:
+    except BaseException as error:
+        if not isinstance(sole_cause(error), KeyboardInterrupt):
+            raise
         print("\ninterrupted; every finished exchange is in the file", file=sys.stderr)
     _print_summary(args.output)
     return 0
 
 
+def _check_output(args: argparse.Namespace) -> None:
+    if args.output.exists() and not args.force:
+        raise CommandError(
+            f"{args.output} exists; pass --force to overwrite it or choose another -o file"
+        )
+
+
 def run_demo_capture(args: argparse.Namespace) -> int:
     """Record the shipped demo session from an embedded fake server, in virtual time."""
+    _check_output(args)
     source = demo_fixture_path()
     print(
         "no token given (--token or VK_TOKEN): recording the embedded demo instead.\n"

@@ -66,8 +66,15 @@ class Recorder:
             },
         }
         if response is not None:
+            headers = tuple(
+                (name.decode("latin-1"), self._redact_text(value.decode("latin-1")))
+                for name, value in response.headers
+            )
             record = Exchange(
-                **common, status=response.status, body=self._redact_bytes(response.body)
+                **common,
+                status=response.status,
+                headers=headers,
+                body=self._redact_bytes(response.body),
             )
         else:
             assert error is not None

@@ -394,10 +394,9 @@ class ReplayEngine:
                 key.valid = False
         if recorded.failed == 1:
             return Reply(status=200, body=_json({"failed": 1, "ts": self.newest_ts(now)}))
-        content_type = (
-            "application/json; charset=utf-8" if recorded.failed is not None else "text/html"
+        return Reply(
+            status=recorded.status, body=recorded.body, content_type=recorded.content_type
         )
-        return Reply(status=recorded.status, body=recorded.body, content_type=content_type)
 
     def _next_due(self, now: float) -> float:
         """Return the server time at which the next update or recorded reply becomes due."""

@@ -1,8 +1,8 @@
 """Tests of `Recorder`: the real lptrio client against scripted loopback servers.
 
 Each test scripts the replies of a small server on 127.0.0.1, runs `LongPoll` with a
-`Recorder` until the client is held in a poll the script does not answer, and reads the
-fixture back. Time is virtual (`autojump_clock`), so client backoffs cost no real time.
+`Recorder` until the client waits in a poll that gets no reply, and reads the fixture back.
+Time is virtual (`autojump_clock`), so client backoffs cost no real time.
 """
 
 import base64
@@ -36,7 +36,7 @@ KEY = "6f1e0c9a4b7d2e8f3a5c1b9d7e2f4a6c8b0d3e5f"
 FIRST_TS = 870
 FIRST_PTS = 41
 POLL_PATH = "/nim2468"
-# Virtual seconds before a test gives up on the client reaching the held poll.
+# Virtual seconds before a test gives up on the client reaching the poll that gets no reply.
 TEST_TIMEOUT = 600.0
 
 
@@ -51,18 +51,18 @@ def server_body(poll_base: str) -> bytes:
 
 @dataclass(kw_only=True)
 class ScriptedVk:
-    """A VK API and long poll server that sends scripted replies, then holds the next poll.
+    """A VK API and long poll server that sends scripted replies, then never replies again.
 
-    `api_failures` answer the first messages.getLongPollServer calls; later calls succeed and
-    name `poll_base` (or this server) as the long poll server. `polls` answer the polls in
-    order. The first poll past the script sets `held` and is never answered.
+    `api_failures` are the replies to the first messages.getLongPollServer calls. Later calls
+    succeed and name `poll_base` (or this server) as the long poll server. `polls` are the
+    replies to the polls, in order. The first poll past them sets `poll_held` and gets no reply.
     """
 
     api_failures: list[HttpReply] = field(default_factory=list)
     polls: list[HttpReply] = field(default_factory=list)
     poll_base: str | None = None
     port: int = 0
-    held: trio.Event = field(default_factory=trio.Event)
+    poll_held: trio.Event = field(default_factory=trio.Event)
 
     async def handle(self, request: HttpRequest) -> HttpReply:
         if request.path == "/method/messages.getLongPollServer":
@@ -73,7 +73,7 @@ class ScriptedVk:
         if request.path == POLL_PATH and self.polls:
             return self.polls.pop(0)
         if request.path == POLL_PATH:
-            self.held.set()
+            self.poll_held.set()
             await trio.sleep_forever()
         return HttpReply(status=404, body=b'{"error":"unexpected path in a recorder test"}')
 
@@ -102,9 +102,12 @@ async def consume(longpoll: LongPoll) -> None:
         pass
 
 
-async def capture(vk: ScriptedVk, path: Path, *, held: trio.Event | None = None) -> Capture:
-    """Record the real client against `vk` until it is held in a poll (`held`, or vk's)."""
-    held = vk.held if held is None else held
+async def capture(vk: ScriptedVk, path: Path, *, poll_held: trio.Event | None = None) -> Capture:
+    """Record the real client against `vk` until it waits in a poll that gets no reply.
+
+    `poll_held` is the event that signals that poll, vk's own by default.
+    """
+    poll_held = vk.poll_held if poll_held is None else poll_held
     async with trio.open_nursery() as server_nursery:
         bound = await server_nursery.start(partial(serve_http, vk.handle))
         vk.port = bound.port
@@ -117,7 +120,7 @@ async def capture(vk: ScriptedVk, path: Path, *, held: trio.Event | None = None)
             async with trio.open_nursery() as client_nursery:
                 client_nursery.start_soon(consume, longpoll)
                 with trio.fail_after(TEST_TIMEOUT):
-                    await held.wait()
+                    await poll_held.wait()
                 while_held = path.read_bytes()
                 client_nursery.cancel_scope.cancel()
             await longpoll.aclose()
@@ -149,7 +152,7 @@ async def test_empty_body_line_decodes_to_empty(
     assert decode_body(body_object) == b""
 
 
-# A poll reply whose message text holds a byte that is not UTF-8.
+# A poll reply whose message text contains a byte that is not UTF-8.
 INVALID_UTF8_BODY = b'{"ts":871,"updates":[[4,6120,1,2000000009,1700003000,"a\xffb",{},{}]]}'
 
 
@@ -184,10 +187,6 @@ async def test_html_502_kept_verbatim(tmp_path: Path, autojump_clock: trio.abc.C
     assert first.body == page
 
 
-@pytest.mark.xfail(
-    reason="Recorder stores no response headers: Exchange.headers is always empty",
-    strict=True,
-)
 async def test_headers_kept_in_order_with_duplicates(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
@@ -285,16 +284,16 @@ async def test_poll_body_redacted_only(tmp_path: Path, autojump_clock: trio.abc.
 
 @dataclass(kw_only=True)
 class ResettingPollServer:
-    """A long poll server that resets its first connection and holds every later one."""
+    """A long poll server that resets its first connection and never replies on later ones."""
 
     connections: int = 0
-    held: trio.Event = field(default_factory=trio.Event)
+    poll_held: trio.Event = field(default_factory=trio.Event)
 
     async def handle(self, stream: trio.SocketStream) -> None:
         self.connections += 1
         await stream.receive_some(64 * 1024)
         if self.connections > 1:
-            self.held.set()
+            self.poll_held.set()
             await trio.sleep_forever()
         # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
         stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -309,7 +308,7 @@ async def capture_reset(tmp_path: Path) -> Capture:
         )
         port = listeners[0].socket.getsockname()[1]
         vk = ScriptedVk(poll_base=f"http://127.0.0.1:{port}")
-        result = await capture(vk, tmp_path / "capture.jsonl", held=resetting.held)
+        result = await capture(vk, tmp_path / "capture.jsonl", poll_held=resetting.poll_held)
         nursery.cancel_scope.cancel()
     return result
 
@@ -330,7 +329,7 @@ async def test_reset_line_has_error_object(tmp_path: Path, autojump_clock: trio.
     assert poll_line["error"]["kind"] == "reset"
 
 
-async def test_reset_error_holds_no_secret(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+async def test_reset_detail_has_no_secret(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
     result = await capture_reset(tmp_path)
 
     detail = result.polls()[0].error_detail

@@ -246,11 +246,6 @@ def test_ts_outside_window_gives_failed_1(ts: int) -> None:
     assert type(body["ts"]) is int
 
 
-@pytest.mark.xfail(
-    reason="a ts below the recorded start slices the updates with a negative index, "
-    "so the reply skips the first recorded updates",
-    strict=True,
-)
 def test_ts_before_recorded_start_gets_every_update() -> None:
     fixture = fixture_of(
         server_exchange(), updates_exchange(due=0.0, ts=FIRST_TS + 10, updates=COUNTERS[:10])
@@ -362,7 +357,7 @@ def failure_fixture() -> Fixture:
 def test_recorded_failure_comes_after_earlier_updates() -> None:
     engine, key = start_engine(failure_fixture())
 
-    # Both the updates and the failure are due; the consumer still asks from the first ts.
+    # Both the updates and the failure are due; the consumer still polls from the first ts.
     first = engine.poll(poll_params(key, FIRST_TS), START + 10.0, START + 10.0)
     second = engine.poll(poll_params(key, FIRST_TS + 2), START + 10.0, START + 10.0)
 
@@ -404,11 +399,6 @@ def test_recorded_502_served_verbatim() -> None:
     assert decision.body == HTML_502
 
 
-@pytest.mark.xfail(
-    reason="ReplayEngine serves every recorded non-JSON reply as text/html, "
-    "ignoring the content type in the recording",
-    strict=True,
-)
 def test_recorded_502_keeps_content_type() -> None:
     engine, key = start_engine(html_502_fixture())
 

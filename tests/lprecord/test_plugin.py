@@ -1,0 +1,62 @@
+"""Tests of the pytest plugin: the lp_server and lp_trio_server fixtures and the marker."""
+
+from functools import partial
+
+import pytest
+import trio
+from fixture_facts import CHAT_SESSION, receive_updates, update_arrays
+
+from lprecord import FakeServer, Timeline, read_fixture
+
+pytest_plugins = ["pytester"]
+
+# Real seconds a consumer of the threaded server may take before the test fails.
+REAL_TIMEOUT = 20.0
+
+
+@pytest.mark.lp_fixture("fixtures/chat_session.jsonl", speed=1000)
+def test_lp_server_serves_every_update(lp_server: FakeServer) -> None:
+    expected = update_arrays(CHAT_SESSION)
+
+    consumer = partial(receive_updates, lp_server.api_url, len(expected), timeout=REAL_TIMEOUT)
+    received = trio.run(consumer)
+
+    assert received == expected
+
+
+@pytest.mark.lp_fixture("fixtures/chat_session.jsonl")
+async def test_lp_trio_server_in_virtual_time(
+    lp_trio_server: FakeServer, autojump_clock: trio.abc.Clock
+) -> None:
+    expected = update_arrays(CHAT_SESSION)
+    last_due = Timeline.from_fixture(read_fixture(CHAT_SESSION)).updates[-1].due
+    start = trio.current_time()
+
+    received = await receive_updates(lp_trio_server.api_url, len(expected), timeout=600.0)
+
+    assert received == expected
+    # At speed 1 the last update arrives no earlier than it did in the recording.
+    assert trio.current_time() - start >= last_due
+
+
+def test_marker_is_registered(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--markers")
+
+    result.stdout.fnmatch_lines(["@pytest.mark.lp_fixture(path, *"])
+
+
+def test_marker_with_two_paths_is_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.lp_fixture("first.jsonl", "second.jsonl")
+        def test_two_paths(lp_server):
+            pass
+        """
+    )
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*UsageError: @pytest.mark.lp_fixture takes one path argument*"])
