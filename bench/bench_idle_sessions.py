@@ -1,0 +1,141 @@
+"""Memory per idle LongPoll: N sessions held in a poll against one fake server.
+
+The fake server runs in a child process (`lprecord replay`), so the
+figures are the client's alone. Each session gets a long poll server,
+receives the replayed session's updates, and then sits in a held poll.
+Memory is read before the sessions start and while all of them are
+held: the process's resident set (VmRSS) in one run, and in a second run
+the Python heap as tracemalloc counts it (tracemalloc's own bookkeeping
+inflates RSS, so the two are not measured together).
+
+Run by hand:  uv run python bench/bench_idle_sessions.py [--sessions 1000]
+"""
+
+import argparse
+import gc
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import trio
+
+from lprecord import Exchange, ExchangeKind, FixtureWriter, Header
+from lptrio import LongPoll
+
+TOKEN = "bench-token-0123456789abcdefghij"
+
+
+def rss_kib() -> int:
+    """Return this process's resident set size in KiB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("VmRSS not found in /proc/self/status")
+
+
+def write_small_fixture(path: Path) -> None:
+    """A session with one update, so every poll after the first is held."""
+    header = Header(lp_version=3, mode=234, wait=25, api_version="5.199", user_id=100001)
+    server = (
+        b'{"response":{"key":"<redacted>","server":"im.vk.com/nim100001",'
+        b'"ts":1800000000,"pts":500000}}'
+    )
+    poll = b'{"ts":1800000001,"pts":500001,"updates":[[80,1,0]]}'
+    with FixtureWriter.create(path, header, overwrite=True) as writer:
+        writer.append(
+            Exchange(
+                t=0.0,
+                elapsed=0.05,
+                kind=ExchangeKind.API,
+                method="POST",
+                url="https://api.vk.com/method/messages.getLongPollServer",
+                params={"v": "5.199"},
+                status=200,
+                body=server,
+            )
+        )
+        writer.append(
+            Exchange(
+                t=0.05,
+                elapsed=0.05,
+                kind=ExchangeKind.POLL,
+                method="GET",
+                url="https://im.vk.com/nim100001",
+                params={"act": "a_check"},
+                status=200,
+                body=poll,
+            )
+        )
+
+
+def measure() -> int:
+    """Return the heap size in KiB when tracemalloc runs, else the RSS in KiB."""
+    gc.collect()
+    if tracemalloc.is_tracing():
+        return tracemalloc.get_traced_memory()[0] // 1024
+    return rss_kib()
+
+
+async def hold_sessions(api_url: str, count: int, settle: float) -> tuple[int, int]:
+    """Return how many sessions are polling and the memory growth in KiB."""
+    sessions = [LongPoll(f"{TOKEN}{number}", api_url=api_url, wait=90) for number in range(count)]
+
+    async def run(longpoll: LongPoll) -> None:
+        async for _update in longpoll:
+            pass
+
+    before = measure()
+    async with trio.open_nursery() as nursery:
+        for longpoll in sessions:
+            nursery.start_soon(run, longpoll)
+        await trio.sleep(settle)
+        after = measure()
+        polling = sum(1 for longpoll in sessions if longpoll.server is not None)
+        nursery.cancel_scope.cancel()
+    return polling, after - before
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument(
+        "--settle", type=float, default=8.0, help="seconds to let sessions reach a held poll"
+    )
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as folder:
+        fixture = Path(folder) / "one_update.jsonl"
+        write_small_fixture(fixture)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "lprecord", "replay", str(fixture), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert server.stdout is not None
+            api_url = server.stdout.readline().strip()
+            started = time.perf_counter()
+            polling, rss = trio.run(hold_sessions, api_url, args.sessions, args.settle)
+            tracemalloc.start()
+            _, heap = trio.run(hold_sessions, api_url, args.sessions, args.settle)
+            tracemalloc.stop()
+            elapsed = time.perf_counter() - started
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+    count = args.sessions
+    print(f"sessions:            {count} ({polling} held in a poll when measured)")
+    print(f"RSS growth:          {rss} KiB total, {rss / count:.1f} KiB per session")
+    print(f"Python heap growth:  {heap} KiB total, {heap / count:.1f} KiB per session")
+    print(f"wall time:           {elapsed:.1f} s")
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()
