@@ -29,7 +29,7 @@ from lpcore import (
 )
 
 from ._checkpoint import read_checkpoint, write_checkpoint
-from ._http import DEFAULT_USER_AGENT, HttpClient, HttpResponse, TransportError
+from ._http import DEFAULT_USER_AGENT, HttpClient, HttpResponse, StreamOpener, TransportError
 from ._logging import RepeatLimiter
 
 logger = logging.getLogger("lptrio")
@@ -83,6 +83,8 @@ class LongPoll:
         group_id: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
         cafile: str | None = None,
+        proxy: str | None = None,
+        stream_opener: StreamOpener | None = None,
         user_agent: str = DEFAULT_USER_AGENT,
         ts: int | None = None,
         pts: int | None = None,
@@ -112,7 +114,12 @@ class LongPoll:
             skip=skip,
             seed=seed,
         )
-        self._http = HttpClient(ssl_context=ssl_context, user_agent=user_agent)
+        self._http = HttpClient(
+            ssl_context=ssl_context,
+            user_agent=user_agent,
+            proxy=proxy,
+            stream_opener=stream_opener,
+        )
         self._observer = observer
         self._raise_handler_errors = raise_handler_errors
         self._handlers: dict[type[Update], list[Handler]] = {}
@@ -297,6 +304,10 @@ class LongPoll:
             return
 
         finished = trio.current_time()
+        if error is not None and _certificate_rejected(error):
+            # A certificate this client does not trust will not become
+            # trusted by retrying: stop with the error, which says what to pass.
+            raise error
         if self._observer is not None:
             self._observer.exchange(
                 action, started=started, finished=finished, response=response, error=error
@@ -379,3 +390,13 @@ class LongPoll:
                 raise
             what = "session event handler" if code is None else f"handler for update {code}"
             logger.exception("%s%s %r raised; skipping it", self._account, what, handler)
+
+
+def _certificate_rejected(error: TransportError) -> bool:
+    """Whether the TLS handshake failed because the server's certificate was not trusted."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        cause = cause.__cause__
+    return False

@@ -11,7 +11,7 @@ from e2e_helpers import FIXTURES, recorded_updates
 
 from lpcore import Checkpoint, MessageNew, Update, UpdatesReceived
 from lprecord import FakeServer, open_fake_server
-from lptrio import LongPoll
+from lptrio import LongPoll, TransportError, TransportErrorKind
 
 TOKEN = "fake-token-for-longpoll-tests-0123456789"
 CHAT = FIXTURES / "chat_session.jsonl"
@@ -223,3 +223,19 @@ async def test_repeated_retries_are_rate_limited_in_logs(
     assert 3 <= len(retries) <= 12
     assert any("suppressed" in r.getMessage() for r in retries)
     assert all(TOKEN not in r.getMessage() for r in caplog.records)
+
+
+async def test_untrusted_certificate_stops_with_clear_error(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with open_fake_server(CHAT, tls=True) as server:
+        # No ssl_context: the default trust store does not know the fake CA.
+        longpoll = client(server)
+        with pytest.raises(TransportError) as caught:
+            async for _update in longpoll:
+                pass
+        await longpoll.aclose()
+
+    assert caught.value.kind is TransportErrorKind.TLS
+    assert "certificate verify failed" in str(caught.value)
+    assert "ssl_context" in str(caught.value)
