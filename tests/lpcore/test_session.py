@@ -849,3 +849,34 @@ def test_checkpoint_resumes_after_delivered_updates() -> None:
 
     assert query_of(take_request(second, 0.0))["ts"] == ["1004"]
     assert second.pts == 500004
+
+
+# -- resuming inside a batch -------------------------------------------------------------
+
+
+def test_resume_skips_updates_handled_before_restart() -> None:
+    session = Session(TOKEN, ts=1000, pts=500000, skip=2)
+    serve(session, server_reply(ts=1300))
+
+    _, events = serve(session, poll_reply(1004, [message(1), message(2), message(3), message(4)]))
+
+    [received] = events
+    assert isinstance(received, UpdatesReceived)
+    assert [update.raw for update in received.updates] == [message(3), message(4)]
+
+
+def test_resume_skip_spans_short_batches() -> None:
+    session = Session(TOKEN, ts=1000, skip=3)
+    serve(session, server_reply(ts=1300))
+
+    _, first = serve(session, poll_reply(1002, [message(1), message(2)]))
+    _, second = serve(session, poll_reply(1004, [message(3), message(4)]))
+
+    assert [
+        u.raw for e in first + second if isinstance(e, UpdatesReceived) for u in e.updates
+    ] == [message(4)]
+
+
+def test_skip_without_ts_is_misuse() -> None:
+    with pytest.raises(LocalProtocolError, match="skip=1 needs the ts"):
+        Session(TOKEN, skip=1)
