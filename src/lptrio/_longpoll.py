@@ -95,7 +95,11 @@ class LongPoll:
         seed: int = 0,
     ) -> None:
         if ssl_context is None and cafile is not None:
+            if not Path(cafile).is_file():
+                raise FileNotFoundError(f"cafile {cafile!r} is not a file; pass a PEM file of CAs")
             ssl_context = ssl.create_default_context(cafile=cafile)
+        if not api_url.startswith(("https://", "http://")):
+            raise ValueError(f"api_url {api_url!r} must start with https:// or http://")
         self._checkpoint_path = None if checkpoint is None else Path(checkpoint)
         if ts is None and self._checkpoint_path is not None:
             saved = read_checkpoint(self._checkpoint_path)
@@ -142,6 +146,7 @@ class LongPoll:
         self._stopping = False
         self._account = ""
         self._repeats = RepeatLimiter()
+        self._poll_start: Checkpoint | None = None
 
     def __repr__(self) -> str:
         return f"<LongPoll {self._session!r}>"
@@ -244,6 +249,12 @@ class LongPoll:
         """Close the pooled connections."""
         await self._http.aclose()
 
+    async def __aenter__(self) -> "LongPoll":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     # -- iteration ------------------------------------------------------------
 
     def __aiter__(self) -> "LongPoll":
@@ -312,6 +323,8 @@ class LongPoll:
             self._observer.exchange(
                 action, started=started, finished=finished, response=response, error=error
             )
+        # Where a batch from this poll starts, for a checkpoint inside it.
+        self._poll_start = self._session.checkpoint() if self._session.ts is not None else None
         if error is not None:
             events = self._session.receive_failure(action, str(error), finished)
         else:
@@ -324,7 +337,9 @@ class LongPoll:
 
     def _begin_batch(self, updates: tuple[Update, ...], end: Checkpoint, *, by_ts: bool) -> None:
         """Queue a batch; until it is delivered, the checkpoint counts into it."""
-        start = self.checkpoint() or end
+        # A resumed consumer's first batch starts at its resume point (with
+        # its skip); every other batch starts at the ts its poll asked from.
+        start = self.checkpoint() or self._poll_start or end
         self._batch_start, self._batch_end = start, end
         self._delivered_in_batch = start.skip
         self._batch_by_ts = by_ts
@@ -348,15 +363,20 @@ class LongPoll:
             self._begin_batch(event.updates, end, by_ts=False)
         elif isinstance(event, RetryScheduled):
             self._log(
-                logging.WARNING, "retry %d in %.1f s: %s", event.attempt, event.delay, event.reason
+                logging.WARNING,
+                "retry %d in %.1f s: %s",
+                event.attempt,
+                event.delay,
+                event.reason,
+                repeat_key=f"retry: {event.reason}",
             )
         elif isinstance(event, EventsLost):
             self._log(
                 logging.WARNING,
-                "events lost between ts %d and %d (failed: %d): %s",
+                "events lost after ts %d (failed: %d); polling goes on from ts %d: %s",
                 event.from_ts,
-                event.to_ts,
                 event.failed,
+                event.to_ts,
                 event.reason,
             )
             for handler in self._lost_handlers:
@@ -372,9 +392,14 @@ class LongPoll:
                 event.kept_ts,
             )
 
-    def _log(self, level: int, template: str, *args: Any) -> None:
-        """Log with the account id, letting a repeated message through once a minute."""
-        suppressed = self._repeats.admit(template, trio.current_time())
+    def _log(self, level: int, template: str, *args: Any, repeat_key: str = "") -> None:
+        """Log with the account id, letting a repeated message through once a minute.
+
+        Messages count as repeats when their `repeat_key` (by default the
+        template) is the same; the count of those held back is added to the
+        next one let through.
+        """
+        suppressed = self._repeats.admit(repeat_key or template, trio.current_time())
         if suppressed is None:
             return
         suffix = f" ({suppressed} similar messages suppressed)" if suppressed else ""

@@ -10,7 +10,7 @@ import trio
 from e2e_helpers import FIXTURES, recorded_updates
 
 from lpcore import Checkpoint, MessageNew, Update, UpdatesReceived
-from lprecord import FakeServer, open_fake_server
+from lprecord import Exchange, ExchangeKind, FakeServer, FixtureWriter, Header, open_fake_server
 from lptrio import LongPoll, TransportError, TransportErrorKind
 
 TOKEN = "fake-token-for-longpoll-tests-0123456789"
@@ -239,3 +239,60 @@ async def test_untrusted_certificate_stops_with_clear_error(
     assert caught.value.kind is TransportErrorKind.TLS
     assert "certificate verify failed" in str(caught.value)
     assert "ssl_context" in str(caught.value)
+
+
+def one_batch_fixture(path: Path, updates: list[Any]) -> Path:
+    """Write a session whose first poll reply carries all of `updates`."""
+    header = Header(lp_version=3, mode=234, wait=25, api_version="5.199", user_id=100001)
+    server_reply = {"response": {"key": "<redacted>", "server": "im.vk.com/nim100001", "ts": 100}}
+    poll_reply = {"ts": 100 + len(updates), "updates": updates}
+    with FixtureWriter.create(path, header) as writer:
+        for kind, url, reply in [
+            (
+                ExchangeKind.API,
+                "https://api.vk.com/method/messages.getLongPollServer",
+                server_reply,
+            ),
+            (ExchangeKind.POLL, "https://im.vk.com/nim100001", poll_reply),
+        ]:
+            body = json.dumps(reply, ensure_ascii=False, separators=(",", ":")).encode()
+            writer.append(
+                Exchange(
+                    t=0.0,
+                    elapsed=0.5,
+                    kind=kind,
+                    method="GET",
+                    url=url,
+                    params={},
+                    status=200,
+                    body=body,
+                )
+            )
+    return path
+
+
+async def test_fresh_consumer_checkpoint_inside_first_batch(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    expected = recorded_updates(CHAT)
+    fixture = one_batch_fixture(tmp_path / "one_batch.jsonl", expected)
+    async with open_fake_server(fixture) as server:
+        async with client(server) as longpoll:
+            first_run: list[Any] = []
+            async for update in longpoll:
+                first_run.append(update.raw)
+                if len(first_run) == 10:
+                    break
+            checkpoint = longpoll.checkpoint()
+        assert checkpoint is not None
+
+        second_run: list[Any] = []
+        resumed = client(server, ts=checkpoint.ts, pts=checkpoint.pts, skip=checkpoint.skip)
+        async with resumed:
+            with trio.move_on_after(60):
+                async for update in resumed:
+                    second_run.append(update.raw)
+
+    # The tenth update was handed out but not handled, so it comes again.
+    assert checkpoint == Checkpoint(ts=100, pts=None, skip=9)
+    assert first_run[:9] + second_run == expected
