@@ -1,6 +1,13 @@
 """lptrio: a VK User Long Poll client on trio and h11, driven by lpcore."""
 
-from ._http import DEFAULT_USER_AGENT, HttpClient, HttpResponse, TransportError, TransportErrorKind
+from ._http import (
+    DEFAULT_USER_AGENT,
+    HttpClient,
+    HttpResponse,
+    StreamOpener,
+    TransportError,
+    TransportErrorKind,
+)
 from ._longpoll import ExchangeObserver, LongPoll
 
 __all__ = [
@@ -9,6 +16,7 @@ __all__ = [
     "HttpClient",
     "HttpResponse",
     "LongPoll",
+    "StreamOpener",
     "TransportError",
     "TransportErrorKind",
 ]

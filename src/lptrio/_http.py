@@ -8,6 +8,9 @@ resent once on a new connection.
 
 URLs carry secrets in the query string (`access_token`, `key`), so every error message, log
 line and `TransportError.url` uses the URL without its query.
+
+A connection can go through an HTTP CONNECT or SOCKS5 proxy (see _proxy.py) or through a
+caller's `stream_opener`. Either way, the pool, TLS and HTTP/1.1 work as on a direct connection.
 """
 
 from __future__ import annotations
@@ -24,11 +27,20 @@ from urllib.parse import urlsplit
 import h11
 import trio
 
+from ._proxy import (
+    ProxyFailure,
+    StreamOpener,
+    format_authority,
+    open_proxy_stream,
+    parse_proxy_url,
+)
+
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_USER_AGENT",
     "HttpClient",
     "HttpResponse",
+    "StreamOpener",
     "TransportError",
     "TransportErrorKind",
 ]
@@ -50,7 +62,8 @@ _RECEIVE_SIZE = 64 * 1024
 class TransportErrorKind(StrEnum):
     """Reason a request failed below HTTP, as stored in `TransportError.kind`."""
 
-    CONNECT = "connect"  # DNS lookup or TCP connect failed
+    CONNECT = "connect"  # DNS lookup or TCP connect failed, or the stream_opener failed
+    PROXY = "proxy"  # the proxy was unreachable, rejected the tunnel or the credentials
     TLS = "tls"  # TLS handshake or certificate verification failed
     TIMEOUT = "timeout"  # the whole request did not finish within its timeout
     RESET = "reset"  # the server closed or reset the connection before the response ended
@@ -62,7 +75,8 @@ class TransportError(Exception):
     """Failure to get a complete, valid HTTP response from the server.
 
     `url` is scheme://host[:port]/path, never the query. `detail` is a sentence about the
-    failure that names that URL. HTTP error statuses are responses, not transport errors.
+    failure that names that URL, or for kind PROXY the proxy and the target host:port. Neither
+    contains a proxy password. HTTP error statuses are responses, not transport errors.
     """
 
     kind: TransportErrorKind
@@ -123,6 +137,12 @@ class HttpClient:
 
     Concurrent requests to one origin wait for each other, so they never interleave on a
     connection. Certificates are verified unless the given `ssl_context` turns verification off.
+
+    `proxy` is a URL: `http://[user:password@]host:port` opens an HTTP CONNECT tunnel for
+    every origin, http ones included. `socks5://` resolves target host names on this machine
+    and `socks5h://` lets the proxy resolve them. `stream_opener` replaces the TCP connect for
+    any other transport. TLS for https URLs runs over the tunnel or the opened stream, end to
+    end with the origin.
     """
 
     def __init__(
@@ -131,9 +151,19 @@ class HttpClient:
         ssl_context: ssl.SSLContext | None = None,
         user_agent: str = DEFAULT_USER_AGENT,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        proxy: str | None = None,
+        stream_opener: StreamOpener | None = None,
     ) -> None:
         if max_body_size < 0:
             raise ValueError(f"max_body_size must be 0 or more bytes, got {max_body_size}")
+        if proxy is not None and stream_opener is not None:
+            raise ValueError(
+                "pass proxy or stream_opener, not both: a stream_opener that needs a proxy "
+                "must connect through it itself"
+            )
+        # Parsed now, so a bad proxy URL raises here and not on the first request.
+        self._proxy = None if proxy is None else parse_proxy_url(proxy)
+        self._stream_opener = stream_opener
         self._ssl_context = ssl_context
         self._user_agent = user_agent
         self._max_body_size = max_body_size
@@ -164,9 +194,9 @@ class HttpClient:
         """Send one request and read the whole response.
 
         `timeout` (seconds, on trio's clock) covers waiting for the origin's connection,
-        connecting, the TLS handshake, sending and reading the full body. Raises
-        TransportError when no complete response arrives, ValueError for an unusable URL,
-        header or timeout, and trio.ClosedResourceError after aclose().
+        connecting (through the proxy, if any), the TLS handshake, sending and reading the full
+        body. Raises TransportError when no complete response arrives, ValueError for an
+        unusable URL, header or timeout, and trio.ClosedResourceError after aclose().
         """
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -260,9 +290,28 @@ class HttpClient:
         return True
 
     async def _connect(self, target: _Target) -> _Connection:
+        stream = await self._open_stream(target)
+        if target.origin.scheme == "https":
+            stream = await self._start_tls(stream, target)
+        return _Connection(stream=stream, protocol=h11.Connection(our_role=h11.CLIENT))
+
+    async def _open_stream(self, target: _Target) -> trio.abc.Stream:
         origin = target.origin
+        if self._proxy is not None:
+            try:
+                return await open_proxy_stream(
+                    self._proxy, origin.host, origin.port, user_agent=self._user_agent
+                )
+            except ProxyFailure as exc:
+                raise TransportError(
+                    kind=TransportErrorKind.PROXY, url=target.safe_url, detail=exc.detail
+                ) from exc.__cause__
+
+        if self._stream_opener is not None:
+            return await self._open_with_hook(self._stream_opener, target)
+
         try:
-            stream: trio.abc.Stream = await trio.open_tcp_stream(origin.host, origin.port)
+            return await trio.open_tcp_stream(origin.host, origin.port)
         except OSError as exc:
             raise TransportError(
                 kind=TransportErrorKind.CONNECT,
@@ -270,9 +319,22 @@ class HttpClient:
                 detail=f"could not connect to {target.safe_url}: {exc}",
             ) from exc
 
-        if origin.scheme == "https":
-            stream = await self._start_tls(stream, target)
-        return _Connection(stream=stream, protocol=h11.Connection(our_role=h11.CLIENT))
+    async def _open_with_hook(
+        self, stream_opener: StreamOpener, target: _Target
+    ) -> trio.abc.Stream:
+        # OSError and trio.BrokenResourceError become TransportError(CONNECT). A TransportError
+        # from the hook passes through unchanged, and any other exception propagates as is.
+        origin = target.origin
+        try:
+            return await stream_opener(origin.host, origin.port)
+        except (OSError, trio.BrokenResourceError) as exc:
+            authority = format_authority(origin.host, origin.port)
+            raise TransportError(
+                kind=TransportErrorKind.CONNECT,
+                url=target.safe_url,
+                detail=f"stream_opener could not open a stream to {authority} for "
+                f"{target.safe_url}: {exc!r}",
+            ) from exc
 
     async def _start_tls(
         self, stream: trio.abc.Stream, target: _Target
