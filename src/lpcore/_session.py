@@ -167,8 +167,11 @@ class EventsLost:
     """Events between `from_ts` and `to_ts` are lost and could not be recovered.
 
     `failed` is the code that reported the loss (1, 3 or an undocumented
-    one); `reason` says why recovery was impossible: no `pts` was known,
-    or the server no longer had the history.
+    one); `reason` says why recovery fell short. With `persistent_recovered`
+    True, messages.getLongPollHistory gave back every event VK keeps, so
+    only the kinds it does not keep (typing, presence, counters) are gone;
+    otherwise (no `pts` was known, or the history was gone) any event in
+    the range may be.
     """
 
     failed: int
@@ -176,6 +179,7 @@ class EventsLost:
     to_ts: int
     pts: int | None
     reason: str
+    persistent_recovered: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -610,9 +614,23 @@ class Session:
             self._key = page.credentials.key
             self.server = page.credentials.server
             self.ts = page.credentials.ts
+        gap = self._gap
+        assert gap is not None
+        assert gap.to_ts is not None
         self._gap = None
         self.state = SessionState.POLLING
-        return [recovered]
+        # History keeps only persistent events: any typing, presence or
+        # counter event the server dropped is gone for good.
+        rest = EventsLost(
+            failed=gap.failed,
+            from_ts=gap.from_ts,
+            to_ts=gap.to_ts,
+            pts=gap.pts,
+            reason="history returns only the events VK keeps; typing, presence and counter "
+            "events in this range are lost",
+            persistent_recovered=True,
+        )
+        return [recovered, rest]
 
     def _refresh(self, *, keep_ts: bool, reason: str, now: float) -> list[SessionEvent]:
         self.state = SessionState.NEED_SERVER

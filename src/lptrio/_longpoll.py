@@ -372,7 +372,7 @@ class LongPoll:
             )
         elif isinstance(event, EventsLost):
             self._log(
-                logging.WARNING,
+                logging.INFO if event.persistent_recovered else logging.WARNING,
                 "events lost after ts %d (failed: %d); polling goes on from ts %d: %s",
                 event.from_ts,
                 event.failed,

@@ -300,9 +300,13 @@ def test_failed_1_with_pts_recovers_from_history() -> None:
     assert request.kind is RequestKind.HISTORY
     assert request.params["pts"] == "500000"
     assert request.params["credentials"] == "1"
-    [recovered] = events
+    recovered, rest = events
     assert isinstance(recovered, HistoryRecovered)
     assert [update.raw for update in recovered.updates] == [[4, 1000050, 1, 100002]]
+    # History keeps no typing or presence events: those in the gap are reported lost.
+    assert isinstance(rest, EventsLost)
+    assert rest.persistent_recovered
+    assert (rest.from_ts, rest.to_ts) == (1000, 1300)
     assert all(update.recovered for update in recovered.updates)
     assert (recovered.from_pts, recovered.new_pts) == (500000, 500001)
     assert session.pts == 500001
@@ -385,7 +389,11 @@ def test_history_pages_through_more() -> None:
     request, second = serve(session, history_reply([[7, 100002, 1000001]], new_pts=500002))
 
     assert request.params["pts"] == "500001"
-    assert [type(event) for event in first + second] == [HistoryRecovered, HistoryRecovered]
+    assert [type(event) for event in first + second] == [
+        HistoryRecovered,
+        HistoryRecovered,
+        EventsLost,
+    ]
     assert session.state is SessionState.POLLING
     assert session.pts == 500002
 
