@@ -189,7 +189,8 @@ def check_reported(observed: Observed, missing: list[Any]) -> None:
 
 
 def _same(expected: list[Any], raw: Any, recovered: bool) -> bool:
-    return raw == (history_form(expected) if recovered else expected)
+    wanted: list[Any] = history_form(expected) if recovered else expected
+    return bool(raw == wanted)
 
 
 def check_no_busy_loop(observed: Observed) -> None:
