@@ -1,14 +1,13 @@
-"""The `lprecord` command: capture, replay and show long poll sessions."""
+"""The `lprecord` command: capture, replay, show, check and scrub long poll sessions."""
 
 import argparse
-import math
 import os
 import ssl
 import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 import trio
 import trio.testing
@@ -16,10 +15,23 @@ import trio.testing
 import lpcore
 from lptrio import LongPoll
 
-from ._fixture import Fixture, FixtureError, FixtureWriter, Header, read_fixture
+from ._check import check_fixture
+from ._faults import FaultSchedule, ScenarioError
+from ._fixture import (
+    Exchange,
+    ExchangeKind,
+    Fixture,
+    FixtureError,
+    FixtureWriter,
+    Header,
+    read_fixture,
+    write_fixture,
+)
 from ._recorder import Recorder
+from ._scrub import SKIPPED_FIELD, Scrubber, scrub_fixture
 from ._server import FakeServer
-from ._summary import summarize
+from ._strict import StrictMismatch
+from ._summary import Outcome, exchange_outcome, summarize
 from ._timeline import Timeline
 
 DEMO_FIXTURE = "chat_session.jsonl"
@@ -79,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     capture.add_argument(
         "--force", action="store_true", help="overwrite the output file if it exists"
     )
+    capture.add_argument(
+        "--scrub",
+        action="store_true",
+        help="replace ids and message text with consistent fake values as they are recorded, "
+        "as `lprecord scrub` does",
+    )
 
     replay = commands.add_parser(
         "replay",
@@ -103,11 +121,47 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="time factor; 2 replays twice as fast (default: 1)",
     )
+    replay.add_argument(
+        "--strict",
+        action="store_true",
+        help="serve the recorded exchanges in their recorded order; the first request that "
+        "differs gets HTTP 500 with the differences, which are printed, and the server stops "
+        "with exit status 1",
+    )
+    replay.add_argument(
+        "--faults",
+        type=Path,
+        metavar="SCENARIO",
+        help='JSON scenario of faults to inject, such as {"faults": [{"at_step": 3, "on": '
+        '"poll", "fault": "failed", "code": 2}]}; not with --strict',
+    )
 
     show = commands.add_parser(
         "show", help="summarize a fixture", description="Print a fixture's header and a summary."
     )
     show.add_argument("fixture", type=Path, help="fixture file to summarize")
+
+    check = commands.add_parser(
+        "check",
+        help="check fixtures for schema errors and values that look like secrets",
+        description="Read each fixture and look for schema errors, unredacted access_token "
+        "and key values, and strings shaped like VK tokens or long poll keys. Prints one line "
+        "per finding and one OK line per clean file. Exits with 1 when anything is found, 2 "
+        "when a file cannot be read, else 0.",
+    )
+    check.add_argument("fixtures", nargs="+", type=Path, metavar="FIXTURE", help="files to check")
+
+    scrub = commands.add_parser(
+        "scrub",
+        help="write a copy of a fixture with fake ids and message text",
+        description="Write a copy of IN to OUT in which every user, chat and community id is "
+        "replaced by a consistent fake id of the same kind, and message text by filler of the "
+        "same length. Bodies that are not JSON are copied unchanged and listed in the header's "
+        "scrub_skipped. The mapping is random and is not saved.",
+    )
+    scrub.add_argument("input", type=Path, metavar="IN", help="fixture file to read")
+    scrub.add_argument("output", type=Path, metavar="OUT", help="fixture file to write")
+    scrub.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     return parser
 
 
@@ -119,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_capture(args)
         if args.command == "replay":
             return run_replay(args)
+        if args.command == "check":
+            return run_check(args)
+        if args.command == "scrub":
+            return run_scrub(args)
         return run_show(args)
     except BaseException as error:
         cause = sole_cause(error)
@@ -165,11 +223,26 @@ def run_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    """Serve a fixture until interrupted."""
+    """Serve a fixture until interrupted, or in strict mode until a request differs."""
     if args.ca_out and not args.tls:
         raise CommandError("--ca-out needs --tls: a plain HTTP server has no certificate")
+    if args.strict and args.faults:
+        raise CommandError(
+            "--strict replays the recorded replies and takes no --faults; record a session "
+            "with faults and replay that recording strictly instead"
+        )
+    try:
+        faults = FaultSchedule.load(args.faults) if args.faults else None
+    except ScenarioError as error:
+        raise CommandError(str(error)) from error
     server = FakeServer(
-        args.fixture, host=args.host, port=args.port, tls=args.tls, speed=args.speed
+        args.fixture,
+        host=args.host,
+        port=args.port,
+        tls=args.tls,
+        speed=args.speed,
+        strict=args.strict,
+        faults=faults,
     )
 
     async def serve() -> None:
@@ -184,7 +257,11 @@ def run_replay(args: argparse.Namespace) -> int:
     try:
         trio.run(serve)
     except BaseException as error:
-        if not isinstance(sole_cause(error), KeyboardInterrupt):
+        cause = sole_cause(error)
+        if isinstance(cause, StrictMismatch):
+            print(f"lprecord: strict replay stopped: {cause}", file=sys.stderr)
+            return 1
+        if not isinstance(cause, KeyboardInterrupt):
             raise
     return 0
 
@@ -210,14 +287,15 @@ def run_capture(args: argparse.Namespace) -> int:
         api_version=lpcore.DEFAULT_API_VERSION,
         source=f"lprecord capture from {api_url}",
     )
-    print(f"recording from {api_url} into {args.output}; press Ctrl-C to stop", file=sys.stderr)
     _check_output(args)
+    print(f"recording from {api_url} into {args.output}; press Ctrl-C to stop", file=sys.stderr)
+    scrubber = Scrubber() if args.scrub else None
     try:
-        trio.run(_capture, args, token, api_url, context, header)
+        trio.run(_capture, args, token, api_url, context, header, scrubber)
     except BaseException as error:
         if not isinstance(sole_cause(error), KeyboardInterrupt):
             raise
-        print("\ninterrupted; every finished exchange is in the file", file=sys.stderr)
+        print("interrupted; every finished exchange is in the file", file=sys.stderr)
     _print_summary(args.output)
     return 0
 
@@ -249,20 +327,27 @@ def run_demo_capture(args: argparse.Namespace) -> int:
         user_id=fixture.header.user_id,
         source=f"lprecord capture of the embedded demo ({source.name})",
     )
+    # With --updates or --duration the capture may stop before the session ends.
+    stops_early = args.updates is not None or args.duration is not None
     if args.duration is None:
         # Long enough for every recorded update, plus one poll that times out.
         args.duration = _recorded_duration(fixture) + args.wait + 1
+    scrubber = Scrubber() if args.scrub else None
 
     async def demo() -> None:
         server = FakeServer(fixture, tls=True)
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
-            await _capture(args, DEMO_TOKEN, server.api_url, server.client_ssl_context(), header)
+            context = server.client_ssl_context()
+            await _capture(args, DEMO_TOKEN, server.api_url, context, header, scrubber)
             nursery.cancel_scope.cancel()
 
     trio.run(demo, clock=trio.testing.MockClock(autojump_threshold=0))
     _print_summary(args.output)
-    _compare_with_source(args.output, fixture)
+    if scrubber is not None:
+        # The same scrubber maps the source's ids to the fake ids the capture got.
+        fixture = scrub_fixture(fixture, scrubber)
+    _compare_with_source(args.output, fixture, stops_early=stops_early)
     return 0
 
 
@@ -272,9 +357,17 @@ async def _capture(
     api_url: str,
     context: ssl.SSLContext | None,
     header: Header,
+    scrubber: Scrubber | None = None,
 ) -> None:
+    # The pytest plugin's record modes call this too, without a scrubber.
+    if scrubber is not None:
+        header = scrubber.scrub_header(header)
+    progress = CaptureProgress(live=sys.stderr.isatty())
     with FixtureWriter.create(args.output, header, overwrite=args.force) as writer:
-        recorder = Recorder(writer, token=token, start=trio.current_time())
+        start = trio.current_time()
+        recorder = Recorder(
+            writer, token=token, start=start, scrub=scrubber or False, on_record=progress.record
+        )
         longpoll = LongPoll(
             token,
             args.mode,
@@ -283,22 +376,98 @@ async def _capture(
             ssl_context=context,
             observer=recorder,
         )
-        received = 0
-        limit = args.duration if args.duration is not None else math.inf
-        with trio.move_on_after(limit) if limit != math.inf else nullcontext():
-            async for _update in longpoll:
-                received += 1
-                _progress(recorder.exchanges, received)
-                if args.updates is not None and received >= args.updates:
-                    break
+        try:
+            async with trio.open_nursery() as nursery:
+                if progress.live:
+                    nursery.start_soon(progress.redraw_every_second, start)
+                await _receive_updates(longpoll, args.updates, args.duration)
+                nursery.cancel_scope.cancel()
+        finally:
+            progress.finish()
         await longpoll.aclose()
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
 
 
-def _progress(exchanges: int, updates: int) -> None:
-    if sys.stderr.isatty():
-        print(f"\rexchanges {exchanges}, updates {updates}", end="", file=sys.stderr, flush=True)
+async def _receive_updates(longpoll: LongPoll, count: int | None, duration: float | None) -> None:
+    """Consume updates until `count` of them arrived or `duration` seconds passed."""
+    received = 0
+    with trio.move_on_after(duration) if duration is not None else nullcontext():
+        async for _update in longpoll:
+            received += 1
+            if count is not None and received >= count:
+                break
+
+
+class CaptureProgress:
+    """Reports a capture's progress on standard error as the recorder writes exchanges.
+
+    With `live` (standard error is a terminal) one status line is redrawn in place. Otherwise
+    one line is logged for each poll that brought updates or a failure and for each other
+    exchange that failed, never one for an empty poll. Updates are counted in poll replies,
+    so events recovered through getLongPollHistory are not among them.
+    """
+
+    def __init__(self, *, live: bool) -> None:
+        self.live = live
+        self.polls = 0
+        self.updates = 0
+        self.failures = 0
+        self._line_open = False
+
+    def record(self, exchange: Exchange) -> None:
+        """Count one recorded exchange and report it."""
+        outcome = exchange_outcome(exchange)
+        if exchange.kind is ExchangeKind.POLL:
+            self.polls += 1
+        self.updates += outcome.updates
+        if outcome.failure is not None:
+            self.failures += 1
+
+        # The exchange ended this many seconds after the capture started.
+        elapsed = exchange.t + exchange.elapsed
+        if self.live:
+            self.redraw(elapsed)
+        else:
+            self._log(exchange, outcome, elapsed)
+
+    def redraw(self, elapsed: float) -> None:
+        """Redraw the status line in place."""
+        print(
+            f"\relapsed {elapsed:.1f} s, polls {self.polls}, updates {self.updates}, "
+            f"failures {self.failures}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        self._line_open = True
+
+    async def redraw_every_second(self, start: float) -> NoReturn:
+        """Keep the elapsed time current while a poll is held; `start` is on trio's clock."""
+        while True:
+            self.redraw(trio.current_time() - start)
+            await trio.sleep(1)
+
+    def finish(self) -> None:
+        """End the status line, so later output starts on a line of its own."""
+        if self._line_open:
+            print(file=sys.stderr, flush=True)
+            self._line_open = False
+
+    def _log(self, exchange: Exchange, outcome: Outcome, elapsed: float) -> None:
+        if exchange.kind is ExchangeKind.POLL:
+            what = f"poll {self.polls}"
+        else:
+            what = exchange.url.rsplit("/", 1)[-1]
+        if outcome.failure is not None:
+            news = f"{outcome.failure} ({_count(self.failures, 'failure')} total)"
+        elif outcome.updates:
+            news = f"+{_count(outcome.updates, 'update')} ({self.updates} total)"
+        else:
+            return
+        print(f"{elapsed:.1f} s: {what}, {news}", file=sys.stderr, flush=True)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _recorded_duration(fixture: Fixture) -> float:
@@ -307,17 +476,81 @@ def _recorded_duration(fixture: Fixture) -> float:
 
 def _print_summary(path: Path) -> None:
     print(f"wrote {path}")
-    for line in summarize(read_fixture(path, allow_truncated_tail=True)).lines():
+    fixture = read_fixture(path, allow_truncated_tail=True)
+    for line in summarize(fixture).lines():
         print(line)
+    if fixture.header.scrubbed:
+        print(f"scrubbed:    {_describe_skipped(fixture)}")
 
 
-def _compare_with_source(path: Path, source: Fixture) -> None:
-    expected = [u.raw for u in Timeline.from_fixture(source).updates]
+def _describe_skipped(fixture: Fixture) -> str:
+    # The header is line 1, so exchange i (from 0) is on line i + 2.
+    skipped = [
+        str(number)
+        for number, exchange in enumerate(fixture.exchanges, start=2)
+        if exchange.extra.get(SKIPPED_FIELD)
+    ]
+    if not skipped:
+        return "ids and text replaced in every exchange"
+    return (
+        "ids and text replaced; bodies that are not JSON were left as they were, "
+        f"on lines {', '.join(skipped)}"
+    )
+
+
+def _compare_with_source(path: Path, source: Fixture, *, stops_early: bool) -> None:
+    """Check that the capture contains the replayed updates, or their start if it stopped early."""
+    replayed = [u.raw for u in Timeline.from_fixture(source).updates]
     captured = [u.raw for u in Timeline.from_fixture(read_fixture(path)).updates]
+    expected = replayed[: len(captured)] if stops_early else replayed
     verdict = "identical" if captured == expected else "DIFFERENT"
+    if len(expected) < len(replayed):
+        verdict += f" to the first {len(expected)} replayed"
     print(
-        f"check:       {len(captured)} updates captured, {len(expected)} replayed; "
+        f"check:       {len(captured)} updates captured, {len(replayed)} replayed; "
         f"arrays {verdict}"
     )
     if captured != expected:
         raise CommandError("the captured updates differ from the replayed fixture")
+
+
+# -- check --------------------------------------------------------------------
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Check each fixture; return 1 on any finding, 2 when a file cannot be read, else 0."""
+    status = 0
+    for path in args.fixtures:
+        try:
+            report = check_fixture(path)
+        except OSError as error:
+            print(f"lprecord: error: cannot read {path}: {error.strerror}", file=sys.stderr)
+            status = 2
+            continue
+        for finding in report.findings:
+            print(finding)
+        if report.ok:
+            print(f"{path}: OK, {_count(report.exchanges or 0, 'exchange')}, no secrets found")
+        elif status == 0:
+            status = 1
+    return status
+
+
+# -- scrub --------------------------------------------------------------------
+
+
+def run_scrub(args: argparse.Namespace) -> int:
+    """Write a scrubbed copy of a fixture."""
+    source, target = args.input, args.output
+    if target.resolve() == source.resolve() or (
+        target.exists() and source.exists() and target.samefile(source)
+    ):
+        raise CommandError(f"{target} is the input file; write the scrubbed copy to another path")
+    if target.exists() and not args.force:
+        raise CommandError(f"{target} exists; pass --force to overwrite it or choose another OUT")
+
+    scrubbed = scrub_fixture(read_fixture(source))
+    write_fixture(target, scrubbed.header, scrubbed.exchanges, overwrite=args.force)
+    print(f"wrote {target}")
+    print(f"scrubbed:    {_describe_skipped(scrubbed)}")
+    return 0

@@ -687,8 +687,16 @@ class _Migration:
     exchange: Callable[[dict[str, Any]], dict[str, Any]]
 
 
-# _MIGRATIONS[n] turns format version n into n + 1. The reader sets "lprecord" in the header
-# after each step, so a migration need not. Version 1 is the first, so there are none yet.
+# Migration policy. A new field that old readers may ignore needs no new version, because
+# unknown fields are kept. For a change that an old reader would misread, such as a renamed
+# or retyped field or a new meaning, raise FORMAT_VERSION by one and add _MIGRATIONS[n],
+# which turns version n objects into version n + 1. read_fixture chains the steps, so every
+# older file stays readable, and it rejects a file when a step is missing. A migration takes
+# the parsed JSON object of a header or an exchange line and returns the rewritten object.
+# It may raise ValueError, which read_fixture reports with the file and the line. The reader
+# sets "lprecord" in the header after the last step, so a migration need not. Files are
+# migrated in memory only, and writing one back writes the current version. Version 1 is the
+# first, so there are no migrations yet.
 _MIGRATIONS: dict[int, _Migration] = {}
 
 

@@ -7,15 +7,23 @@ a client that hangs up cancels the handler: a held long poll must end with its c
 Errors from the handler are not swallowed. The client gets a 500 reply when the
 connection still allows one, the server stops, and `serve_http` raises the error in an
 ExceptionGroup, so a failure inside a fake server always reaches the test that runs it.
+A handler that wants to choose that reply itself returns it with `HttpReply.error` set.
+
+A reply's `Transport` can make the server misbehave on purpose, the way a failing server
+or network does. The server then sends nothing or stops partway through the body, ends the
+connection with a TCP reset, or sends the body in small pieces with pauses between them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
+import socket
 import ssl
+import struct
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NoReturn
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -25,9 +33,11 @@ import trio
 __all__ = [
     "MAX_BODY_SIZE",
     "BoundAddress",
+    "Cut",
     "Handler",
     "HttpReply",
     "HttpRequest",
+    "Transport",
     "serve_http",
 ]
 
@@ -62,6 +72,42 @@ class HttpRequest:
     body: bytes
 
 
+class Cut(enum.Enum):
+    """Point at which the server stops sending a reply and ends the connection."""
+
+    #: Nothing of the reply is sent.
+    BEFORE_HEADERS = "before_headers"
+    #: The headers, which declare the whole body's length, and the first `Transport.cut_after`
+    #: bytes of the body are sent.
+    IN_BODY = "in_body"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transport:
+    """Sending instructions for a reply. The default sends it whole, at once."""
+
+    #: Where to stop sending and end the connection, or None to send the whole reply.
+    cut: Cut | None = None
+    #: Body bytes sent before a `Cut.IN_BODY` cut.
+    cut_after: int = 0
+    #: End a cut connection with a TCP reset (RST) instead of a normal close (FIN).
+    reset: bool = False
+    #: Send the body in pieces of this many bytes, or None to send it in one piece.
+    chunk_size: int | None = None
+    #: Seconds to wait between two pieces of the body.
+    chunk_delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.cut_after < 0:
+            raise ValueError(f"cut_after={self.cut_after} must not be negative")
+        if self.reset and self.cut is None:
+            raise ValueError("reset=True needs a cut: a whole reply leaves the connection open")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ValueError(f"chunk_size={self.chunk_size} must be at least 1 byte")
+        if self.chunk_delay < 0:
+            raise ValueError(f"chunk_delay={self.chunk_delay} must not be negative")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HttpReply:
     """Reply returned by the handler, to which the server adds Content-Type and Content-Length."""
@@ -70,6 +116,10 @@ class HttpReply:
     body: bytes = b""
     content_type: str = "application/json; charset=utf-8"
     headers: tuple[tuple[str, str], ...] = ()
+    transport: Transport = field(default_factory=Transport)
+    error: Exception | None = None
+    """An error to raise out of `serve_http` after this reply is sent. The server closes
+    the connection and stops, as it does when the handler raises."""
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpReply]]
@@ -134,6 +184,11 @@ class _Server:
         if all(error is not known for known in self.errors):
             self.errors.append(error)
 
+    def stop(self, error: Exception) -> None:
+        """Stop the server, which makes `serve_http` raise `error`."""
+        self.record_error(error)
+        self.cancel_scope.cancel()
+
     async def serve_connection(self, tcp_stream: trio.SocketStream) -> None:
         stream: trio.abc.Stream = tcp_stream
         if self.ssl_context is not None:
@@ -148,14 +203,13 @@ class _Server:
             try:
                 if isinstance(stream, trio.SSLStream):
                     await _do_handshake(stream)
-                await _Connection(stream, self, peer).serve()
+                await _Connection(stream, tcp_stream, self, peer).serve()
             except _ClientGoneError as exc:
                 # A client that goes away is routine and ends only its own connection.
                 logger.debug("connection from %s ended: %s", peer, exc)
             except Exception as exc:
                 # A failure in any connection stops the whole server.
-                self.record_error(exc)
-                self.cancel_scope.cancel()
+                self.stop(exc)
 
 
 def _format_peer(tcp_stream: trio.SocketStream) -> str:
@@ -178,8 +232,11 @@ async def _do_handshake(stream: trio.SSLStream[trio.SocketStream]) -> None:
 class _Connection:
     """One client connection: reads requests, runs the handler and sends replies."""
 
-    def __init__(self, stream: trio.abc.Stream, server: _Server, peer: str) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, tcp_stream: trio.SocketStream, server: _Server, peer: str
+    ) -> None:
         self._stream = stream
+        self._tcp_stream = tcp_stream
         self._server = server
         self._peer = peer
         self._h11 = h11.Connection(h11.SERVER)
@@ -199,8 +256,14 @@ class _Connection:
             reply = await self._call_handler(request)
             if reply is None:
                 return
+            if reply.error is not None:
+                await self._send_then_stop(reply, reply.error, is_head=request.method == "HEAD")
+                return
             await self._send_reply(reply, is_head=request.method == "HEAD")
 
+            if reply.transport.cut is not None:
+                await self._end_cut_connection(reset=reply.transport.reset)
+                return
             if self._h11.our_state is not h11.DONE or self._h11.their_state is not h11.DONE:
                 return
             self._h11.start_next_cycle()
@@ -259,8 +322,8 @@ class _Connection:
     async def _call_handler(self, request: HttpRequest) -> HttpReply | None:
         """Run the handler, cancelling it if the client closes the connection meanwhile.
 
-        Returns None when the client has gone, and re-raises the handler's exception after
-        replying 500.
+        Returns None when the client has gone, unless the reply carries an error that must
+        still stop the server. Re-raises the handler's exception after replying 500.
         """
         reply: HttpReply | None = None
         error: Exception | None = None
@@ -277,7 +340,7 @@ class _Connection:
 
         if error is not None:
             await self._reply_500(error)
-        if self._client_gone:
+        if self._client_gone and (reply is None or reply.error is None):
             return None
         return reply
 
@@ -294,6 +357,32 @@ class _Connection:
                 handler_scope.cancel()
                 return
             self._h11.receive_data(data)
+
+    async def _send_then_stop(self, reply: HttpReply, error: Exception, *, is_head: bool) -> None:
+        """Send `reply` if the client is still there, then stop the server with `error`."""
+        # Stored before sending, because a failed send must not lose the error.
+        self._server.record_error(error)
+        if not self._client_gone and self._h11.our_state is h11.SEND_RESPONSE:
+            closing = HttpReply(
+                status=reply.status,
+                body=reply.body,
+                content_type=reply.content_type,
+                headers=(*reply.headers, ("Connection", "close")),
+            )
+            with contextlib.suppress(_ClientGoneError):
+                await self._send_reply(closing, is_head=is_head)
+        self._server.stop(error)
+
+    async def _end_cut_connection(self, *, reset: bool) -> None:
+        """Close the connection after a cut reply, with a TCP reset if `reset` is set."""
+        if reset:
+            # SO_LINGER on with a zero timeout makes close() discard unsent data and send RST.
+            linger = struct.pack("ii", 1, 0)
+            with contextlib.suppress(OSError):
+                self._tcp_stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        # An SSLStream made with https_compatible=True closes its socket without sending
+        # a TLS close_notify, so the client sees only the TCP close or reset.
+        await self._stream.aclose()
 
     async def _reply_500(self, error: Exception) -> NoReturn:
         """Tell the client that the handler failed, then re-raise the handler's exception."""
@@ -322,17 +411,33 @@ class _Connection:
         await self._send_reply(reply, is_head=False)
 
     async def _send_reply(self, reply: HttpReply, *, is_head: bool) -> None:
+        """Send `reply` as its `transport` describes. A cut reply leaves the message unfinished."""
+        transport = reply.transport
+        if transport.cut is Cut.BEFORE_HEADERS:
+            return
         headers = [("Content-Type", reply.content_type)]
         # RFC 9110 section 8.6: a server must not send Content-Length in a 204 reply.
         if reply.status != 204:
             headers.append(("Content-Length", str(len(reply.body))))
         headers.extend(reply.headers)
-
         await self._send(h11.Response(status_code=reply.status, headers=headers))
+
         # A reply to HEAD carries the headers of the GET reply but no body.
-        if reply.body and not is_head:
-            await self._send(h11.Data(data=reply.body))
-        await self._send(h11.EndOfMessage())
+        body = b"" if is_head else reply.body
+        if transport.cut is Cut.IN_BODY:
+            body = body[: transport.cut_after]
+        await self._send_body(body, transport)
+        if transport.cut is None:
+            await self._send(h11.EndOfMessage())
+
+    async def _send_body(self, body: bytes, transport: Transport) -> None:
+        if not body:
+            return
+        size = transport.chunk_size or len(body)
+        for start in range(0, len(body), size):
+            if start and transport.chunk_delay:
+                await trio.sleep(transport.chunk_delay)
+            await self._send(h11.Data(data=body[start : start + size]))
 
 
 def _check_content_length(head: h11.Request) -> None:

@@ -5,16 +5,19 @@ capture that is killed loses at most the exchange in flight. Secrets are
 redacted twice over: parameters named in `SECRET_PARAMS` are replaced by
 name, and the token and every long poll key the session saw are replaced
 by value wherever else they occur (other parameters, bodies, error
-texts). Nothing else in a body is touched.
+texts). Nothing else in a body is touched, unless the recorder scrubs:
+then ids and message text are replaced as `Scrubber` describes.
 """
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from lpcore import SECRET_PARAMS, Request, RequestKind
 from lptrio import HttpResponse, TransportError
 
 from ._fixture import REDACTED_VALUE, Exchange, ExchangeKind, FixtureWriter
+from ._scrub import Scrubber
 
 _KINDS = {
     RequestKind.API: ExchangeKind.API,
@@ -33,13 +36,32 @@ class Recorder:
 
     `start` is the time (on the same clock the observer is called with)
     that offsets in the fixture count from.
+
+    With `scrub` true, each exchange is scrubbed before it is written, with
+    one mapping for the whole capture. The writer has already written the
+    header, so scrub it first with `Scrubber.scrub_header` and pass that
+    same `Scrubber` as `scrub`, which keeps the header's `user_id`
+    consistent with the exchanges. `on_record` is called with each
+    exchange after it is written, as written.
     """
 
-    def __init__(self, writer: FixtureWriter, *, token: str, start: float) -> None:
+    def __init__(
+        self,
+        writer: FixtureWriter,
+        *,
+        token: str,
+        start: float,
+        scrub: bool | Scrubber = False,
+        on_record: Callable[[Exchange], None] | None = None,
+    ) -> None:
         self._writer = writer
         self._start = start
         self._secrets: set[str] = set()
         self._add_secret(token)
+        if scrub is True:
+            scrub = Scrubber()
+        self._scrubber = scrub if isinstance(scrub, Scrubber) else None
+        self._on_record = on_record
         self.exchanges = 0
 
     def exchange(
@@ -81,8 +103,12 @@ class Recorder:
             record = Exchange(
                 **common, error_kind=str(error.kind), error_detail=self._redact_text(str(error))
             )
+        if self._scrubber is not None:
+            record = self._scrubber.scrub_exchange(record)
         self._writer.append(record)
         self.exchanges += 1
+        if self._on_record is not None:
+            self._on_record(record)
 
     def _learn_secrets(self, request: Request, response: HttpResponse | None) -> None:
         self._add_secret(request.params.get("key"))

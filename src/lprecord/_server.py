@@ -3,7 +3,9 @@
 It serves the VK API under ``/method/<name>`` and long polls under the
 path its messages.getLongPollServer replies name, over HTTP or HTTPS
 (with a throwaway `trustme` certificate authority). Replies are decided
-by `ReplayEngine`; this module only moves them over trio.
+by `ReplayEngine`, or by `StrictReplay` in strict mode. This module only
+moves them over trio and performs the injected faults that need I/O:
+stalls, resets, cut and dribbled bodies.
 """
 
 import os
@@ -17,11 +19,22 @@ from typing import Any
 import trio
 import trustme
 
+from ._faults import (
+    Endpoint,
+    Fault,
+    FaultInjector,
+    FaultKind,
+    FaultSchedule,
+    FiredFault,
+    ScheduledFault,
+)
 from ._fixture import Fixture, read_fixture
-from ._httpserver import BoundAddress, HttpReply, HttpRequest, serve_http
-from ._timeline import DEFAULT_KEY_TTL, Hold, ReplayEngine, Timeline
+from ._httpserver import BoundAddress, Cut, HttpReply, HttpRequest, Transport, serve_http
+from ._strict import PastEnd, ReceivedRequest, StrictMismatch, StrictReplay
+from ._timeline import DEFAULT_KEY_TTL, Hold, ReplayEngine, Reply, Timeline
 
 _NOT_FOUND = b'{"error":"not found: the fake server serves /method/<name> and the long poll path"}'
+_TEXT_TYPE = "text/plain; charset=utf-8"
 
 
 class FakeServer:
@@ -30,6 +43,11 @@ class FakeServer:
     Start it inside a nursery with ``await nursery.start(server.serve)``,
     or use `open_fake_server` (trio) or `run_fake_server_in_thread` (sync
     and asyncio code). Binds to 127.0.0.1 unless given another host.
+
+    `faults` schedules injected faults, and `inject` adds more while
+    serving. With `strict=True` the server instead replays the recorded
+    exchanges in order. It stops with a `StrictMismatch` at the first
+    request that differs from the recorded one. Strict mode takes no faults.
     """
 
     def __init__(
@@ -42,9 +60,16 @@ class FakeServer:
         speed: float = 1.0,
         key_ttl: float = DEFAULT_KEY_TTL,
         seed: int = 0,
+        strict: bool = False,
+        faults: FaultSchedule | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError(f"speed={speed} must be positive; 1.0 replays in recorded time")
+        if strict and faults:
+            raise ValueError(
+                "strict mode replays the recorded replies and takes no faults; record a "
+                "session with faults and replay that recording strictly instead"
+            )
         self.fixture = fixture if isinstance(fixture, Fixture) else read_fixture(fixture)
         self.timeline = Timeline.from_fixture(self.fixture)
         self.host = host
@@ -53,7 +78,10 @@ class FakeServer:
         self._speed = speed
         self._key_ttl = key_ttl
         self._seed = seed
+        self.strict = strict
+        self._faults = FaultInjector(faults or FaultSchedule())
         self._engine: ReplayEngine | None = None
+        self._strict_replay: StrictReplay | None = None
 
     @property
     def tls(self) -> bool:
@@ -73,6 +101,35 @@ class FakeServer:
         if self._engine is None:
             raise RuntimeError("the fake server is not serving yet; start it with serve()")
         return self._engine
+
+    @property
+    def strict_replay(self) -> StrictReplay:
+        """The strict replay's progress: `position`, `complete`, `past_end` (once serving)."""
+        if not self.strict:
+            raise RuntimeError("the fake server is not in strict mode; pass strict=True")
+        if self._strict_replay is None:
+            raise RuntimeError("the fake server is not serving yet; start it with serve()")
+        return self._strict_replay
+
+    @property
+    def fired_faults(self) -> tuple[FiredFault, ...]:
+        """The faults injected so far, in the order they fired."""
+        return tuple(self._faults.fired)
+
+    @property
+    def pending_faults(self) -> tuple[ScheduledFault, ...]:
+        """The scheduled faults that have not fired yet."""
+        return self._faults.pending
+
+    def inject(self, fault: Fault, *, on: Endpoint | str = Endpoint.POLL) -> ScheduledFault:
+        """Give `fault` to the next request to `on` that arrives.
+
+        A poll that the server is already holding does not get it. Returns the schedule
+        entry, which `fired_faults` lists once it fires.
+        """
+        if self.strict:
+            raise RuntimeError("strict mode replays the recorded replies and takes no faults")
+        return self._faults.add_next(fault, Endpoint(on))
 
     def client_ssl_context(self) -> ssl.SSLContext:
         """Return a client context that trusts this server's certificate authority."""
@@ -110,13 +167,20 @@ class FakeServer:
             # VK names its long poll server as host:port/path with no
             # scheme, which clients read as HTTPS; a plain fake must say so.
             base = f"{self.host}:{bound.port}" if self.tls else f"http://{self.host}:{bound.port}"
+            if self._faults.origin is None:
+                self._faults.origin = trio.current_time()
             self._engine = ReplayEngine(
                 self.timeline,
                 server_base=base,
                 speed=self._speed,
                 key_ttl=self._key_ttl,
                 seed=self._seed,
+                faults=self._faults,
             )
+            if self.strict:
+                self._strict_replay = StrictReplay(
+                    self.fixture.exchanges, server_base=base, speed=self._speed, seed=self._seed
+                )
             task_status.started(bound)
 
     def _server_ssl_context(self) -> ssl.SSLContext | None:
@@ -127,26 +191,94 @@ class FakeServer:
         return context
 
     async def _handle(self, request: HttpRequest) -> HttpReply:
+        if self._strict_replay is not None:
+            return await self._answer_strictly(request, self._strict_replay)
+        engine = self.engine
+        endpoint = engine.endpoint_of(request.path, request.params)
+        fired = None if endpoint is None else engine.take_fault(endpoint, trio.current_time())
+        if endpoint is None or fired is None:
+            return _http_reply(await self._decide(request))
+        return await self._perform(fired.fault, endpoint, request)
+
+    async def _decide(self, request: HttpRequest) -> Reply:
+        """Return the engine's reply, holding a poll until the engine has one."""
         engine = self.engine
         arrived = trio.current_time()
         if request.path.startswith("/method/"):
-            reply = engine.call_api(request.path.removeprefix("/method/"), request.params, arrived)
-        elif request.path == engine.server_path and request.params.get("act") == "a_check":
-            while True:
-                now = trio.current_time()
-                decision = engine.poll(request.params, arrived, now)
-                if not isinstance(decision, Hold):
-                    reply = decision
-                    break
-                if decision.until <= now:
-                    raise RuntimeError(
-                        f"replay engine asked to hold until {decision.until}, "
-                        f"which is not after now ({now})"
-                    )
-                await trio.sleep_until(decision.until)
-        else:
-            return HttpReply(status=404, body=_NOT_FOUND)
-        return HttpReply(status=reply.status, body=reply.body, content_type=reply.content_type)
+            return engine.call_api(request.path.removeprefix("/method/"), request.params, arrived)
+        if request.path != engine.server_path or request.params.get("act") != "a_check":
+            return Reply(status=404, body=_NOT_FOUND)
+        while True:
+            now = trio.current_time()
+            decision = engine.poll(request.params, arrived, now)
+            if not isinstance(decision, Hold):
+                return decision
+            if decision.until <= now:
+                raise RuntimeError(
+                    f"replay engine asked to hold until {decision.until}, "
+                    f"which is not after now ({now})"
+                )
+            await trio.sleep_until(decision.until)
+
+    async def _perform(self, fault: Fault, endpoint: Endpoint, request: HttpRequest) -> HttpReply:
+        """Build the reply to a request that got `fault`, performing the fault."""
+        if fault.replaces_reply:
+            return _http_reply(self.engine.fault_reply(fault, endpoint, trio.current_time()))
+        if fault.kind is FaultKind.RESET_BEFORE_HEADERS:
+            return HttpReply(transport=Transport(cut=Cut.BEFORE_HEADERS, reset=True))
+        if fault.kind is FaultKind.STALL:
+            assert fault.seconds is not None
+            # Cancelled when the client gives up, because the HTTP server then cancels
+            # the handler.
+            await trio.sleep(fault.seconds)
+            return _http_reply(await self._decide(request))
+
+        reply = await self._decide(request)
+        return _http_reply(reply, _send_faultily(fault, len(reply.body)))
+
+    async def _answer_strictly(self, request: HttpRequest, replay: StrictReplay) -> HttpReply:
+        arrived = trio.current_time()
+        received = ReceivedRequest.classify(request.method, request.path, request.params)
+        decision = replay.answer(received)
+        if isinstance(decision, StrictMismatch):
+            return HttpReply(
+                status=500, body=f"{decision}\n".encode(), content_type=_TEXT_TYPE, error=decision
+            )
+        if isinstance(decision, PastEnd):
+            # Held until the client gives up or the server stops, as PastEnd explains.
+            await trio.sleep_forever()
+
+        await trio.sleep_until(arrived + decision.delay)
+        if decision.reply is not None:
+            return _http_reply(decision.reply)
+        if decision.error_kind == "timeout":
+            await trio.sleep_forever()
+        # NOTE: every other recorded transport error (reset, protocol, TLS, connect) is
+        # replayed as a reset after the headers, which any client reports as a failure.
+        # A reset before the headers could instead make a client resend silently.
+        return HttpReply(body=b"\n", transport=Transport(cut=Cut.IN_BODY, reset=True))
+
+
+def _http_reply(reply: Reply, transport: Transport | None = None) -> HttpReply:
+    return HttpReply(
+        status=reply.status,
+        body=reply.body,
+        content_type=reply.content_type,
+        transport=transport or Transport(),
+    )
+
+
+def _send_faultily(fault: Fault, body_length: int) -> Transport:
+    """Return how to send the real reply for a fault that changes only the sending."""
+    if fault.kind is FaultKind.TRUNCATED:
+        return Transport(cut=Cut.IN_BODY, cut_after=fault.truncate_at(body_length))
+    if fault.kind is FaultKind.RESET_AFTER_HEADERS:
+        return Transport(cut=Cut.IN_BODY, cut_after=0, reset=True)
+    if fault.kind is FaultKind.DRIBBLE:
+        assert fault.chunk_size is not None
+        assert fault.delay is not None
+        return Transport(chunk_size=fault.chunk_size, chunk_delay=fault.delay)
+    raise ValueError(f"a {fault.kind} fault does not change how a reply is sent")
 
 
 @asynccontextmanager

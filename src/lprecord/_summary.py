@@ -3,7 +3,7 @@
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ._fixture import ExchangeKind, Fixture
+from ._fixture import Exchange, ExchangeKind, Fixture
 
 
 @dataclass(slots=True, kw_only=True)
@@ -95,3 +95,37 @@ def _see_ts(summary: Summary, value: object) -> None:
         return
     summary.first_ts = value if summary.first_ts is None else min(summary.first_ts, value)
     summary.last_ts = value if summary.last_ts is None else max(summary.last_ts, value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """The result of one exchange: the updates a poll brought, or a failure."""
+
+    #: The number of update arrays in a poll reply; 0 for other exchanges.
+    updates: int = 0
+    #: What went wrong, such as "failed 2", "HTTP 502", "timeout", "API error 5" or
+    #: "unreadable reply", or None for a success.
+    failure: str | None = None
+
+
+def exchange_outcome(exchange: Exchange) -> Outcome:
+    """Tell whether an exchange failed, and how many updates a poll brought."""
+    if exchange.error_kind is not None:
+        return Outcome(failure=exchange.error_kind)
+    if exchange.status != 200:
+        return Outcome(failure=f"HTTP {exchange.status}")
+
+    reply = exchange.json_body()
+    if exchange.kind is not ExchangeKind.POLL:
+        error = reply.get("error") if isinstance(reply, dict) else None
+        if isinstance(error, dict):
+            return Outcome(failure=f"API error {error.get('error_code', '(no code)')}")
+        return Outcome()
+
+    if not isinstance(reply, dict):
+        return Outcome(failure="unreadable reply")
+    if type(reply.get("failed")) is int:
+        return Outcome(failure=f"failed {reply['failed']}")
+    if isinstance(reply.get("updates"), list):
+        return Outcome(updates=len(reply["updates"]))
+    return Outcome(failure="unreadable reply")

@@ -9,10 +9,14 @@ A timeline holds each recorded update with the time it became available
 messages.getLongPollServer call) and each recorded failure reply with its
 time. Updates get consecutive `ts` numbers from the recorded starting
 `ts`, because a long poll server's `ts` is an event counter.
+
+The engine also decides which injected fault (see `_faults`) a request
+gets, and builds the replies of the faults that replace a reply.
 """
 
 import dataclasses
 import hashlib
+import http
 import json
 import re
 from dataclasses import dataclass, field
@@ -20,6 +24,7 @@ from typing import Any
 
 from lpcore import Mode
 
+from ._faults import Endpoint, Fault, FaultInjector, FaultKind, FiredFault
 from ._fixture import ExchangeKind, Fixture
 from ._history import history_form, message_object
 
@@ -39,6 +44,8 @@ PERSISTENT_CODES = frozenset({1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 18, 19, 2
 
 _NIM = re.compile(r"/nim(\d+)")
 _JSON_TYPE = "application/json; charset=utf-8"
+_HTML_TYPE = "text/html; charset=utf-8"
+_API_PREFIX = "/method/"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,13 +185,24 @@ def _json(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _api_error(code: int, message: str, method: str) -> Reply:
+def _api_error(code: int, message: str, method: str, **extra: str) -> Reply:
     params = [{"key": "method", "value": method}, {"key": "oauth", "value": "1"}]
-    return Reply(
-        status=200,
-        body=_json(
-            {"error": {"error_code": code, "error_msg": message, "request_params": params}}
-        ),
+    error = {"error_code": code, "error_msg": message, "request_params": params, **extra}
+    # VK escapes every slash in its JSON as "\/", which a client's JSON parser must undo.
+    body = _json({"error": error}).replace(b"/", b"\\/")
+    return Reply(status=200, body=body)
+
+
+def _html_error_page(status: int) -> str:
+    """Return an nginx-style error page, as a proxy in front of VK sends."""
+    try:
+        title = f"{status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        title = f"{status} Error"
+    return (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n"
+        "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
     )
 
 
@@ -210,6 +228,7 @@ class ReplayEngine:
     key_ttl: float = DEFAULT_KEY_TTL
     max_version: int = DEFAULT_MAX_VERSION
     seed: int = 0
+    faults: FaultInjector = field(default_factory=FaultInjector)
     _start: float | None = None
     _keys: dict[str, _Key] = field(default_factory=dict)
     _served_replies: int = 0
@@ -253,6 +272,71 @@ class ReplayEngine:
             1 for u in self.timeline.updates[:count] if u.raw and u.raw[0] in PERSISTENT_CODES
         )
         return self.timeline.initial_pts + persistent
+
+    # -- injected faults --------------------------------------------------------
+
+    def endpoint_of(self, path: str, params: dict[str, str]) -> Endpoint | None:
+        """Return the kind of request a path and its parameters make, if faults can target it."""
+        if path == self.server_path and params.get("act") == "a_check":
+            return Endpoint.POLL
+        for endpoint in (Endpoint.SERVER, Endpoint.HISTORY):
+            if path == f"{_API_PREFIX}{endpoint.api_method}":
+                return endpoint
+        return None
+
+    def take_fault(self, endpoint: Endpoint, now: float) -> FiredFault | None:
+        """Count a request to `endpoint` arriving at `now`; return the fault it gets, if any."""
+        return self.faults.take(endpoint, now)
+
+    def fault_reply(self, fault: Fault, endpoint: Endpoint, now: float) -> Reply:
+        """Build the reply of a fault that replaces the real one (`Fault.replaces_reply`)."""
+        if fault.kind is FaultKind.FAILED:
+            return self._failed_reply(fault, now)
+        if fault.kind is FaultKind.API_ERROR:
+            return self._fault_api_error(fault, endpoint)
+        if fault.kind is FaultKind.HTTP_ERROR:
+            assert fault.status is not None
+            page = fault.body if fault.body is not None else _html_error_page(fault.status)
+            return Reply(status=fault.status, body=page.encode(), content_type=_HTML_TYPE)
+        if fault.kind is FaultKind.EMPTY:
+            return Reply(status=200, body=b"")
+        raise ValueError(f"a {fault.kind} fault changes how the real reply is sent, not the reply")
+
+    def _failed_reply(self, fault: Fault, now: float) -> Reply:
+        code = fault.code
+        body: dict[str, Any] = {"failed": code}
+        if code == 1:
+            body["ts"] = self.newest_ts(now)
+        elif code == 2 and fault.error is not None:
+            body["error"] = fault.error
+        elif code == 4:
+            body["min_version"] = fault.min_version if fault.min_version is not None else 0
+            body["max_version"] = (
+                fault.max_version if fault.max_version is not None else self.max_version
+            )
+        if code in (2, 3):
+            # The server forgot the key (2) or the whole session (3): a client that
+            # polls with the old key again gets failed 2.
+            for key in self._keys.values():
+                key.valid = False
+        return Reply(status=200, body=_json(body))
+
+    def _fault_api_error(self, fault: Fault, endpoint: Endpoint) -> Reply:
+        assert fault.code is not None
+        assert fault.message is not None
+        method = endpoint.api_method or "messages.getLongPollServer"
+        if fault.code != 14:
+            return _api_error(fault.code, fault.message, method)
+        assert fault.captcha_sid is not None
+        image = fault.captcha_img or f"{self._base_url}/captcha.php?sid={fault.captcha_sid}&s=1"
+        return _api_error(
+            fault.code, fault.message, method, captcha_sid=fault.captcha_sid, captcha_img=image
+        )
+
+    @property
+    def _base_url(self) -> str:
+        """The fake server's own scheme, host and port: a bare host:port means HTTPS."""
+        return self.server_base if "://" in self.server_base else f"https://{self.server_base}"
 
     # -- messages.getLongPollServer -------------------------------------------
 
