@@ -1,10 +1,11 @@
 """The `lprecord` command: capture, replay, show, check and scrub long poll sessions."""
 
 import argparse
+import math
 import os
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import NoReturn, TextIO
@@ -54,6 +55,32 @@ class CommandError(Exception):
     """An error to report in one line, with exit status 2."""
 
 
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """Return an argparse type that accepts whole numbers from `low` to `high`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range; use {low} to {high}")
+        return value
+
+    return parse
+
+
+def _positive_seconds(text: str) -> float:
+    """Parse a finite number greater than 0 (seconds or a speed factor)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number greater than 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the `lprecord` command."""
     parser = argparse.ArgumentParser(
@@ -75,16 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
     capture.add_argument("--api-url", help=f"VK API base URL (default: {lpcore.DEFAULT_API_URL})")
     capture.add_argument("--cafile", help="PEM file of certificate authorities to trust")
     capture.add_argument(
-        "--mode", type=int, default=int(lpcore.Mode.DEFAULT), help="mode bit mask (default: 234)"
+        "--mode",
+        type=_int_in(0, 2**31 - 1),
+        default=int(lpcore.Mode.DEFAULT),
+        help="mode bit mask (default: 234)",
     )
     capture.add_argument(
         "--wait",
-        type=int,
+        # 0 would turn every poll into an immediate reply: a busy loop.
+        type=_int_in(1, lpcore.MAX_WAIT),
         default=25,
-        help="seconds the server may hold a poll, 0-90 (default: 25)",
+        help=f"seconds the server may hold a poll, 1-{lpcore.MAX_WAIT} (default: 25)",
     )
-    capture.add_argument("--updates", type=int, metavar="N", help="stop after N updates")
-    capture.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    capture.add_argument(
+        "--updates", type=_int_in(1, 2**63), metavar="N", help="stop after N updates"
+    )
+    capture.add_argument(
+        "--duration", type=_positive_seconds, metavar="S", help="stop after S seconds"
+    )
     capture.add_argument(
         "--demo", action="store_true", help="record the embedded demo even if a token is set"
     )
@@ -107,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("fixture", type=Path, help="fixture file to replay")
     replay.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     replay.add_argument(
-        "--port", type=int, default=0, help="port to bind (default: any free port)"
+        "--port", type=_int_in(0, 65535), default=0, help="port to bind (default: any free port)"
     )
     replay.add_argument(
         "--tls", action="store_true", help="serve HTTPS with a throwaway certificate authority"
@@ -117,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument(
         "--speed",
-        type=float,
+        type=_positive_seconds,
         default=1.0,
         help="time factor; 2 replays twice as fast (default: 1)",
     )
@@ -235,15 +270,20 @@ def run_replay(args: argparse.Namespace) -> int:
         faults = FaultSchedule.load(args.faults) if args.faults else None
     except ScenarioError as error:
         raise CommandError(str(error)) from error
-    server = FakeServer(
-        args.fixture,
-        host=args.host,
-        port=args.port,
-        tls=args.tls,
-        speed=args.speed,
-        strict=args.strict,
-        faults=faults,
-    )
+    try:
+        server = FakeServer(
+            args.fixture,
+            host=args.host,
+            port=args.port,
+            tls=args.tls,
+            speed=args.speed,
+            strict=args.strict,
+            faults=faults,
+        )
+    except ValueError as error:
+        # FixtureError is raised as it is; this is a fixture that reads
+        # fine but holds no session to replay.
+        raise CommandError(f"{args.fixture}: {error}") from None
 
     async def serve() -> None:
         async with trio.open_nursery() as nursery:

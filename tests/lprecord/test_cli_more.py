@@ -484,3 +484,40 @@ def test_scrub_invalid_input(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert result.status == 2
     assert f"{source}: file is empty" in result.stderr
     assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["replay", str(CHAT_SESSION), "--speed", "0"], "greater than 0"),
+        (["replay", str(CHAT_SESSION), "--speed", "nan"], "finite"),
+        (["replay", str(CHAT_SESSION), "--port", "70000"], "0 to 65535"),
+        (["capture", "-o", "unused.jsonl", "--wait", "0"], "1 to 90"),
+        (["capture", "-o", "unused.jsonl", "--mode", "-5"], "out of range"),
+        (["capture", "-o", "unused.jsonl", "--duration", "-1"], "greater than 0"),
+        (["capture", "-o", "unused.jsonl", "--updates", "0"], "out of range"),
+    ],
+)
+def test_out_of_range_options_are_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+
+    assert caught.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_replay_of_fixture_without_session_is_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    header_only = tmp_path / "header_only.jsonl"
+    first_line = CHAT_SESSION.read_text().splitlines()[0]
+    header_only.write_text(first_line + "\n")
+
+    status = main(["replay", str(header_only)])
+
+    error = capsys.readouterr().err
+    assert status == 2
+    assert str(header_only) in error
+    assert "no session to replay" in error
