@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._faults import Endpoint, Fault, FaultKind, FaultSchedule, ScenarioError, ScheduledFault
     from ._fixture import (
         FORMAT_VERSION,
         Exchange,
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     )
     from ._recorder import Recorder
     from ._server import FakeServer, open_fake_server, run_fake_server_in_thread
+    from ._strict import StrictMismatch
     from ._summary import Summary, summarize
     from ._timeline import ReplayEngine, Timeline
 
@@ -34,6 +36,13 @@ _MODULE_OF = {
     "FixtureWriter": "._fixture",
     "Header": "._fixture",
     "read_fixture": "._fixture",
+    "Endpoint": "._faults",
+    "Fault": "._faults",
+    "FaultKind": "._faults",
+    "FaultSchedule": "._faults",
+    "ScenarioError": "._faults",
+    "ScheduledFault": "._faults",
+    "StrictMismatch": "._strict",
     "Recorder": "._recorder",
     "FakeServer": "._server",
     "open_fake_server": "._server",
@@ -46,15 +55,22 @@ _MODULE_OF = {
 
 __all__ = [
     "FORMAT_VERSION",
+    "Endpoint",
     "Exchange",
     "ExchangeKind",
     "FakeServer",
+    "Fault",
+    "FaultKind",
+    "FaultSchedule",
     "Fixture",
     "FixtureError",
     "FixtureWriter",
     "Header",
     "Recorder",
     "ReplayEngine",
+    "ScenarioError",
+    "ScheduledFault",
+    "StrictMismatch",
     "Summary",
     "Timeline",
     "open_fake_server",
