@@ -2,18 +2,18 @@
 
 They are for testing code that consumes long poll updates or poll bodies.
 Every array that `updates` generates follows its code's documented
-version 3 layout, including the forms VK really sends: shortened message
-tuples, both orders of events 63 and 64, both forms of event 114, the
-seven-element event 5 of the documentation, and trailing elements that
-newer server builds append. Each array parses with `lpcore.parse_update`
-to its typed class (never `MalformedUpdate` or `UnknownUpdate`), and
-`lpcore.encode_update` writes it back unchanged.
+version 3 layout. The forms VK really sends are among them: shortened
+message tuples, both orders of events 63 and 64, both forms of event 114,
+the seven-element event 5 of the documentation, and trailing elements
+that newer server builds append. Each array parses with
+`lpcore.parse_update` to its typed class (never `MalformedUpdate` or
+`UnknownUpdate`), and `lpcore.encode_update` writes it back unchanged.
 
 Ids lie in VK's ranges: users 1 to 1999999999, group chats above
 2000000000, communities negative. Flags are non-negative and may carry
 bits no table names. Text is HTML-escaped the way VK escapes it.
 
-hypothesis is a test dependency, so only this module imports it;
+hypothesis is a test dependency, so only this module imports it, and
 ``import lprecord`` does not import this module. Example::
 
     from hypothesis import given
@@ -26,8 +26,9 @@ hypothesis is a test dependency, so only this module imports it;
 Every strategy shrinks towards small ids, short arrays and empty objects.
 """
 
+import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hypothesis import strategies as st
@@ -58,7 +59,7 @@ _MAX_USER_ID = CHAT_PEER_OFFSET - 1
 _MAX_CHAT_ID = 1_000_000
 _MAX_GROUP_ID = 999_999_999
 _MAX_INT32 = 2**31 - 1
-# From VK's launch in 2006 to the end of 32-bit Unix time.
+# From mid-2006, when VK launched, to the end of 32-bit Unix time.
 _MIN_TIMESTAMP = 1_150_000_000
 
 _user_ids = st.integers(min_value=1, max_value=_MAX_USER_ID)
@@ -83,6 +84,9 @@ def peer_ids(*kinds: PeerKind) -> st.SearchStrategy[int]:
     return st.one_of(*(by_kind[kind] for kind in kinds or tuple(PeerKind)))
 
 
+_any_peer_ids = peer_ids()
+
+
 def _flag_values(known: Iterable[int]) -> st.SearchStrategy[int]:
     """Generate sums of distinct bits: the known ones first, then any other bit of 31."""
     named = list(known)
@@ -90,8 +94,8 @@ def _flag_values(known: Iterable[int]) -> st.SearchStrategy[int]:
     return st.lists(st.sampled_from(bits), unique=True, max_size=4).map(sum)
 
 
-# The documented message flags, then the bits seen in newer traffic (4096,
-# 8192, 32768, ...); other bits stand for flags VK may add without notice.
+# The documented message flags, then the bits seen in newer traffic. The
+# other bits are flags VK may add without notice.
 _DOCUMENTED_MESSAGE_FLAGS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 65536, 131072, 262144)
 _OBSERVED_MESSAGE_FLAGS = (4096, 8192, 32768, 524288, 1048576, 2097152, 4194304, 8388608)
 _message_flags = _flag_values((*_DOCUMENTED_MESSAGE_FLAGS, *_OBSERVED_MESSAGE_FLAGS))
@@ -113,7 +117,8 @@ def escape_text(text: str) -> str:
     return text.replace("\n", "<br>")
 
 
-# Printable characters of any script (emoji included), plus the ones VK escapes.
+# Characters of any script (emoji included) except control characters and
+# lone surrogates, then the ones VK escapes.
 _text_characters = st.one_of(
     st.characters(codec="utf-8", exclude_categories=("Cc", "Cs")),
     st.sampled_from('\n&<>"'),
@@ -125,19 +130,18 @@ _message_texts = _plain_texts.map(escape_text)
 # -- the two objects of a message event ------------------------------------------------
 
 
-def _owner_item_ids() -> st.SearchStrategy[str]:
-    owners = st.one_of(_user_ids, _community_peer_ids)
-    return st.builds("{}_{}".format, owners, st.integers(min_value=1, max_value=_MAX_INT32))
+# "{owner_id}_{item_id}", the form of attachment, photo and geo ids.
+_owner_item_ids = st.builds(
+    "{}_{}".format,
+    st.one_of(_user_ids, _community_peer_ids),
+    st.integers(min_value=1, max_value=_MAX_INT32),
+)
 
-
-@st.composite
-def _author_fields(draw: st.DrawFn, peer_id: int) -> dict[str, Any]:
-    """Return `from` for a group chat, `title` elsewhere."""
-    if peer_kind(peer_id) is not PeerKind.CHAT:
-        return {"title": " ... "}
-    author = draw(st.one_of(_user_ids, _community_peer_ids))
-    # The documentation's own chat example has a trailing space in `from`.
-    return {"from": draw(st.sampled_from(["{}", "{} "])).format(author)}
+# The author of a group-chat message, as a string. The documentation's own
+# chat example has a trailing space in it.
+_chat_authors = st.builds(
+    "{}{}".format, st.one_of(_user_ids, _community_peer_ids), st.sampled_from(["", " "])
+).map(lambda author: {"from": author})
 
 
 def _service_fields() -> st.SearchStrategy[dict[str, Any]]:
@@ -192,26 +196,30 @@ _optional_additional = st.one_of(
     _user_ids.map(lambda user: {"marked_users": [[1, [user]]]}),
     st.sampled_from(["3600", "86400"]).map(lambda ttl: {"expire_ttl": ttl}),
     _service_fields(),
-    # A key no documentation lists yet.
+    # A key that only unofficial documentation lists.
     st.just({"has_template": "1"}),
 )
 
 
 @st.composite
 def _additional_objects(draw: st.DrawFn, peer_id: int, *, edit: bool) -> dict[str, Any]:
-    additional = draw(_author_fields(peer_id))
-    if edit and "title" in additional:
-        additional["title"] = ""
+    """Return the additional-data object: `from` in a group chat, else `title` (empty on edits)."""
+    additional: dict[str, Any]
+    if peer_kind(peer_id) is PeerKind.CHAT:
+        additional = draw(_chat_authors)
+    else:
+        additional = {"title": "" if edit else " ... "}
     for fields in draw(st.lists(_optional_additional, max_size=2)):
         additional.update(fields)
     return additional
 
 
+@functools.cache
 def _numbered_attachment(number: int) -> st.SearchStrategy[dict[str, str]]:
     prefix = f"attach{number}"
 
     def plain(kind: str) -> st.SearchStrategy[dict[str, str]]:
-        return _owner_item_ids().map(lambda item: {f"{prefix}_type": kind, prefix: item})
+        return _owner_item_ids.map(lambda item: {f"{prefix}_type": kind, prefix: item})
 
     sticker = st.builds(
         lambda sticker_id, product_id: {
@@ -231,12 +239,12 @@ def _numbered_attachment(number: int) -> st.SearchStrategy[dict[str, str]]:
             f"{prefix}_desc": "Example page",
             f"{prefix}_photo": photo,
         },
-        _owner_item_ids(),
+        _owner_item_ids,
     )
     # Voice messages and graffiti arrive as `doc` with a `_kind`.
     doc_kind = st.builds(
         lambda item, kind: {f"{prefix}_type": "doc", prefix: item, f"{prefix}_kind": kind},
-        _owner_item_ids(),
+        _owner_item_ids,
         st.sampled_from(["audiomsg", "graffiti"]),
     )
     kinds = ["photo", "video", "audio", "doc", "wall", "gift", "poll", "story"]
@@ -249,7 +257,7 @@ _optional_attachment_keys = st.one_of(
         lambda cmid: {"reply": json.dumps({"conversation_message_id": cmid})},
         st.integers(min_value=1, max_value=10**6),
     ),
-    _owner_item_ids().map(lambda geo: {"geo": geo, "geo_provider": "4"}),
+    _owner_item_ids.map(lambda geo: {"geo": geo, "geo_provider": "4"}),
 )
 
 
@@ -264,6 +272,8 @@ def _attachment_objects(draw: st.DrawFn, *, min_keys: int = 0) -> dict[str, str]
         attachments.update(fields)
     return attachments
 
+
+_any_attachment_objects = _attachment_objects()
 
 # -- update arrays ----------------------------------------------------------------------
 
@@ -293,19 +303,19 @@ def _message_length_limit(mode: int | None) -> int:
 def _message_event(draw: st.DrawFn, code: int, mode: int | None) -> list[Any]:
     limit = _message_length_limit(mode)
     if code == 5 and limit >= 8 and draw(st.booleans()):
-        return draw(_documented_edit())
+        return draw(_documented_edits)
     # Shortened tuples come first, so examples shrink to [code, message_id, flags].
     length = draw(st.integers(min_value=3, max_value=limit))
     raw: list[Any] = [code, draw(_message_ids), draw(_message_flags)]
     if length == 3:
         return raw
-    peer_id = draw(peer_ids())
+    peer_id = draw(_any_peer_ids)
     raw.append(peer_id)
     tail = (
         _timestamps,
         _message_texts,
         _additional_objects(peer_id, edit=code == 5),
-        _attachment_objects(),
+        _any_attachment_objects,
         # random_id: 0 when the sender gave none.
         st.one_of(st.just(0), st.integers(-(2**31), _MAX_INT32)),
         # conversation_message_id, which v3 traffic carries undocumented.
@@ -326,11 +336,14 @@ def _documented_edit(draw: st.DrawFn) -> list[Any]:
         5,
         draw(_message_ids),
         draw(_message_flags),
-        draw(peer_ids()),
+        draw(_any_peer_ids),
         draw(_timestamps),
         draw(_message_texts),
         draw(_attachment_objects(min_keys=1)),
     ]
+
+
+_documented_edits = _documented_edit()
 
 
 @st.composite
@@ -385,7 +398,7 @@ def _peer_activity(draw: st.DrawFn, code: int) -> list[Any]:
     """Return events 63-68: the peer first as traffic has it, or the list first as documented."""
     user_ids = draw(st.lists(_user_ids, min_size=1, max_size=5, unique=True))
     total_count = len(user_ids) + draw(st.integers(min_value=0, max_value=50))
-    peer_id = draw(peer_ids())
+    peer_id = draw(_any_peer_ids)
     # The documentation gives the list-first order for 63 and 64 only.
     documented_order = code in (63, 64) and draw(st.booleans())
     lead = [user_ids, peer_id] if documented_order else [peer_id, user_ids]
@@ -395,7 +408,7 @@ def _peer_activity(draw: st.DrawFn, code: int) -> list[Any]:
 @st.composite
 def _notification_settings(draw: st.DrawFn, mode: int | None) -> list[Any]:
     """Return event 114: one object with mode 8, three numbers as the documentation lists them."""
-    peer_id = draw(peer_ids())
+    peer_id = draw(_any_peer_ids)
     sound = draw(st.sampled_from([0, 1]))
     # -1: disabled forever, 0: enabled, otherwise when notifications come back.
     disabled_until = draw(st.one_of(st.sampled_from([0, -1]), _timestamps))
@@ -406,9 +419,10 @@ def _notification_settings(draw: st.DrawFn, mode: int | None) -> list[Any]:
     return [114, peer_id, sound, disabled_until, *draw(_trailing_elements)]
 
 
-def _update_builders(mode: int | None) -> dict[int, st.SearchStrategy[list[Any]]]:
+@functools.cache
+def _update_builders(mode: int | None) -> Mapping[int, st.SearchStrategy[list[Any]]]:
     """Return the strategy of each supported code under `mode` (None: any mode)."""
-    any_peer = peer_ids()
+    any_peer = _any_peer_ids
     builders: dict[int, st.SearchStrategy[list[Any]]] = {
         code: _message_event(code, mode) for code in _MESSAGE_CODES
     }
@@ -555,16 +569,18 @@ _pts_values = st.integers(min_value=0, max_value=_MAX_INT32)
 
 
 def _counter_forms(values: st.SearchStrategy[int]) -> st.SearchStrategy[int | str]:
-    """An integer, or the decimal string some replies send instead."""
+    """Generate each value as an integer or as the decimal string some replies send instead."""
     return values.flatmap(lambda value: st.sampled_from([value, str(value)]))
 
 
 @st.composite
-def _success_reply(draw: st.DrawFn, mode: int) -> dict[str, Any]:
+def _success_reply(
+    draw: st.DrawFn, mode: int, update_arrays: st.SearchStrategy[list[Any]]
+) -> dict[str, Any]:
     reply: dict[str, Any] = {"ts": draw(_counter_forms(_poll_ts))}
     if mode & Mode.PTS:
         reply["pts"] = draw(_pts_values)
-    reply["updates"] = draw(st.lists(updates(mode=mode), max_size=6))
+    reply["updates"] = draw(st.lists(update_arrays, max_size=6))
     return reply
 
 
@@ -616,7 +632,7 @@ def poll_bodies(
             parse_poll_body(body)
     """
     mode = int(mode)
-    replies = _success_reply(mode)
+    replies = _success_reply(mode, updates(mode=mode))
     failed = list(failed_codes)
     if failed:
         replies = st.one_of(replies, _failed_replies(failed))
