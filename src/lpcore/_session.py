@@ -624,7 +624,9 @@ class Session:
         rest = EventsLost(
             failed=gap.failed,
             from_ts=gap.from_ts,
-            to_ts=gap.to_ts,
+            # Polling resumes from the credentials' ts: everything before it
+            # that history does not keep is gone.
+            to_ts=max(gap.to_ts, self.ts or gap.to_ts),
             pts=gap.pts,
             reason="history returns only the events VK keeps; typing, presence and counter "
             "events in this range are lost",

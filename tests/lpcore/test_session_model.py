@@ -743,11 +743,6 @@ def test_history_gone_after_page_polls_past_delivered_events() -> None:
     assert int(request.params["ts"]) >= 1350
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after history recovery the session polls from the credentials' ts, but its "
-    "EventsLost range for non-persistent events ends at the earlier failed-1 ts",
-)
 def test_recovery_loss_range_reaches_resumed_ts() -> None:
     session = Session(TOKEN)
     serve(session, server_response(ts=1000, pts=500000))
