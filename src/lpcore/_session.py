@@ -78,7 +78,7 @@ HISTORY_METHOD = "messages.getLongPollHistory"
 
 
 class SessionState(enum.Enum):
-    """Where the session is in the protocol."""
+    """The session's position in the protocol."""
 
     #: No usable key: the next request is messages.getLongPollServer.
     NEED_SERVER = "need_server"
@@ -91,7 +91,7 @@ class SessionState(enum.Enum):
 
 
 class RequestKind(enum.StrEnum):
-    """What a request is for."""
+    """The purpose of a request."""
 
     API = "api"
     POLL = "poll"
@@ -139,7 +139,7 @@ class Backoff:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Checkpoint:
-    """What a consumer saves to resume later without loss or duplicates.
+    """A resume point: what a consumer saves to continue without loss or duplicates.
 
     A session started with ``Session(..., ts=cp.ts, pts=cp.pts,
     skip=cp.skip)`` continues right after the last update handled. `skip`
@@ -167,7 +167,7 @@ class EventsLost:
     """Events between `from_ts` and `to_ts` are lost and could not be recovered.
 
     `failed` is the code that reported the loss (1, 3 or an undocumented
-    one); `reason` says why recovery fell short. With `persistent_recovered`
+    one); `reason` states why recovery fell short. With `persistent_recovered`
     True, messages.getLongPollHistory gave back every event VK keeps, so
     only the kinds it does not keep (typing, presence, counters) are gone;
     otherwise (no `pts` was known, or the history was gone) any event in
@@ -188,7 +188,7 @@ class HistoryRecovered:
 
     `updates` are in the reduced form the method returns (message events
     carry only id, flags and peer), each with ``recovered=True``;
-    `messages` holds the full message objects for them. They precede
+    `messages` contains the full message objects for them. They precede
     every update polled after them.
     """
 
