@@ -1,9 +1,11 @@
 """Reading and writing the wire formats: update arrays, poll bodies, poll URLs."""
 
 import dataclasses
+import functools
+import itertools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -19,7 +21,9 @@ from ._updates import (
     PeerActivity,
     UnknownUpdate,
     Update,
+    _Slot,
     looks_like_attachments,
+    make_builder,
 )
 
 #: The longest hold a long poll server grants, in seconds.
@@ -51,20 +55,22 @@ def parse_update(raw: Any, *, mode: Mode = Mode.DEFAULT, version: int = 3) -> Up
             code=-1, raw=raw, reason=f"element 0 must be the integer event code, got {first}"
         )
 
-    code = raw[0]
-    if code in PEER_ACTIVITY_CODES:
-        return _read_peer_activity(raw)
-    if code == 114:
-        return _read_notification_settings(raw)
-    if code == 5 and len(raw) == 7 and type(raw[6]) is dict and looks_like_attachments(raw[6]):
-        return _read_documented_edit(raw)
-    cls = UPDATE_TYPES.get(code)
-    if cls is None:
-        return UnknownUpdate(code=code, raw=raw)
-    return _read_layout(cls, raw)
+    read = _READERS.get(raw[0])
+    if read is None:
+        return _build_unknown(raw, raw)
+    return read(raw)
+
+
+_Reader = Callable[[list[Any]], Update]
 
 
 def _read_layout(cls: type[Update], raw: list[Any]) -> Update:
+    """Read `raw` by `cls._LAYOUT` one slot at a time, building `cls` with its constructor.
+
+    This is the reference reader: the fast readers of `_layout_reader` give
+    the same result, and call this one for the MalformedUpdate reason when
+    their checks fail.
+    """
     layout = cls._LAYOUT
     if len(raw) <= cls._REQUIRED:
         names = ", ".join(slot.name for slot in layout[: cls._REQUIRED])
@@ -90,20 +96,63 @@ def _read_layout(cls: type[Update], raw: list[Any]) -> Update:
     return cls(raw=raw, **values)
 
 
+def _layout_reader(
+    cls: type[Update], layout: tuple[_Slot, ...], required: int, fallback: _Reader
+) -> _Reader:
+    """Build a reader of `cls` from arrays laid out as `layout`, with checks precomputed.
+
+    It accepts exactly what `_read_layout` accepts: at least `required`
+    fields, each of a type its slot accepts and passing the slot's `valid`.
+    Any other array goes to `fallback`, which names the element at fault.
+    """
+    size = len(layout)
+    names = tuple(slot.name for slot in layout)
+
+    # Every tuple of element types that a well-formed array can have, from
+    # `required` fields to all of them, maps to the builder for that many
+    # fields. One dict lookup then checks the length and every type.
+    builders: dict[tuple[type, ...], Callable[[Any, Sequence[Any]], Update]] = {}
+    for length in range(required, size + 1):
+        build = make_builder(cls, names[:length])
+        for types in itertools.product(*(slot.accepts for slot in layout[:length])):
+            builders[types] = build
+
+    # Slots that need more than a type test, in wire order.
+    steps = tuple(
+        (index, slot.valid, slot.to_field)
+        for index, slot in enumerate(layout)
+        if slot.valid is not None or slot.to_field is not None
+    )
+
+    def read(raw: list[Any]) -> Update:
+        values = raw[1 : size + 1]
+        build = builders.get(tuple(map(type, values)))
+        if build is None:
+            return fallback(raw)
+        for index, valid, to_field in steps:
+            if index >= len(values):
+                break
+            value = values[index]
+            if valid is not None and not valid(value):
+                return fallback(raw)
+            if to_field is not None:
+                values[index] = to_field(value)
+        return build(raw, values)
+
+    return read
+
+
 def _malformed(raw: list[Any], reason: str) -> MalformedUpdate:
     return MalformedUpdate(code=raw[0], raw=raw, reason=f"event {raw[0]} {reason}")
 
 
-def _read_documented_edit(raw: list[Any]) -> Update:
-    edit = _read_layout(MessageEdit, raw[:6])
-    if isinstance(edit, MalformedUpdate):
-        return dataclasses.replace(edit, raw=raw)
-    assert isinstance(edit, MessageEdit)
-    return dataclasses.replace(edit, attachments=raw[6], raw=raw)
-
-
 def _is_int(value: Any) -> bool:
     return type(value) is int
+
+
+_build_peer_activity = make_builder(
+    PeerActivity, ("code", "peer_id", "user_ids", "total_count", "timestamp", "peer_first")
+)
 
 
 def _read_peer_activity(raw: list[Any]) -> Update:
@@ -120,18 +169,18 @@ def _read_peer_activity(raw: list[Any]) -> Update:
     tail = raw[3:5]
     if not all(map(_is_int, tail)):
         return _malformed(raw, f"total_count and timestamp must be ints, got {tail!r}")
-    return PeerActivity(
-        code=raw[0],
-        raw=raw,
-        peer_id=peer_id,
-        user_ids=tuple(user_ids),
-        total_count=tail[0] if tail else None,
-        timestamp=tail[1] if len(tail) > 1 else None,
-        peer_first=peer_first,
+    total_count = tail[0] if tail else None
+    timestamp = tail[1] if len(tail) > 1 else None
+    return _build_peer_activity(
+        raw, (raw[0], peer_id, tuple(user_ids), total_count, timestamp, peer_first)
     )
 
 
 _NOTIFICATION_KEYS = ("peer_id", "sound", "disabled_until")
+
+_build_notification_settings = make_builder(
+    NotificationSettings, ("peer_id", "sound", "disabled_until", "object_form")
+)
 
 
 def _read_notification_settings(raw: list[Any]) -> Update:
@@ -144,13 +193,56 @@ def _read_notification_settings(raw: list[Any]) -> Update:
     if not all(value is None or _is_int(value) for value in values):
         return _malformed(raw, f"peer_id, sound and disabled_until must be ints, got {values!r}")
     peer_id, sound, disabled_until = values
-    return NotificationSettings(
-        raw=raw,
-        peer_id=peer_id,
-        sound=sound,
-        disabled_until=disabled_until,
-        object_form=object_form,
-    )
+    return _build_notification_settings(raw, (peer_id, sound, disabled_until, object_form))
+
+
+# -- the reader of each event code ----------------------------------------------------
+
+
+def _class_reader(cls: type[Update]) -> _Reader:
+    return _layout_reader(cls, cls._LAYOUT, cls._REQUIRED, functools.partial(_read_layout, cls))
+
+
+def _read_documented_edit_slowly(raw: list[Any]) -> Update:
+    """Read the documented event 5 slot by slot, as `_read_layout` reads the others."""
+    edit = _read_layout(MessageEdit, raw[:6])
+    if isinstance(edit, MalformedUpdate):
+        return dataclasses.replace(edit, raw=raw)
+    assert isinstance(edit, MessageEdit)
+    return dataclasses.replace(edit, attachments=raw[6], raw=raw)
+
+
+#: Event 5 as VK's documentation lays it out: the attachments object at index 6.
+_DOCUMENTED_EDIT_LAYOUT = (
+    *MessageEdit._LAYOUT[:5],
+    next(slot for slot in MessageEdit._LAYOUT if slot.name == "attachments"),
+)
+
+_read_documented_edit = _layout_reader(
+    MessageEdit,
+    _DOCUMENTED_EDIT_LAYOUT,
+    len(_DOCUMENTED_EDIT_LAYOUT),
+    _read_documented_edit_slowly,
+)
+_read_observed_edit = _class_reader(MessageEdit)
+
+
+def _read_edit(raw: list[Any]) -> Update:
+    # See MessageEdit for when the documented layout applies.
+    if len(raw) == 7 and type(raw[6]) is dict and looks_like_attachments(raw[6]):
+        return _read_documented_edit(raw)
+    return _read_observed_edit(raw)
+
+
+_build_unknown = make_builder(UnknownUpdate, ("code",))
+
+#: The reader of each event code that lpcore has a class for.
+_READERS: dict[int, _Reader] = {
+    **{code: _class_reader(cls) for code, cls in UPDATE_TYPES.items() if code != 5},
+    5: _read_edit,
+    **dict.fromkeys(PEER_ACTIVITY_CODES, _read_peer_activity),
+    114: _read_notification_settings,
+}
 
 
 def _encode_special(update: Update) -> list[Any] | None:
@@ -259,16 +351,26 @@ class Failed:
     error: str | None = None
 
 
-def parse_poll_body(body: bytes) -> PollResult | Failed:
+def parse_poll_body(
+    body: bytes, *, loads: Callable[[bytes], Any] = json.loads
+) -> PollResult | Failed:
     """Read a whole `a_check` reply body.
 
     Raises `RemoteProtocolError` (carrying the first bytes of the body) for
     anything that is not a JSON object with either `failed` or both `ts`
     and `updates`: an HTML error page, an empty or truncated body, and so
     on. The updates stay raw JSON values; `parse_update` reads each one.
+
+    `loads` decodes the body and may be a faster decoder such as
+    ``orjson.loads``. It must raise a `ValueError` subclass for a body that
+    is not valid JSON, as `json.loads` and `orjson.loads` (3.13) do. Any other
+    exception it raises, except RecursionError, propagates unchanged.
+    NOTE: orjson 3.13 returns integers outside the signed and unsigned 64-bit
+    ranges as floats, so such a `ts` is rejected and such an update element
+    reads as malformed, where `json.loads` keeps the exact integer.
     """
     try:
-        reply = json.loads(body)
+        reply = loads(body)
     except ValueError as error:
         # JSONDecodeError, UnicodeDecodeError, and the ValueError CPython
         # raises for an integer of more than 4300 digits.
