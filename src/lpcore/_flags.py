@@ -90,7 +90,7 @@ class Platform(enum.IntEnum):
 
 
 class ChatUpdateType(enum.IntEnum):
-    """What changed in a chat (event 52 `type_id`), and what its `info` then holds."""
+    """The kind of chat change (event 52 `type_id`), which decides what its `info` contains."""
 
     #: A phantom chat was created from the conversation.
     PHANTOM_CREATED = 0
@@ -121,7 +121,7 @@ class ChatUpdateType(enum.IntEnum):
 
 
 class OfflineFlags(enum.IntFlag):
-    """Why a friend went offline (event 9); no bit set means the user logged out."""
+    """The reason a friend went offline (event 9). No bit set means the user logged out."""
 
     #: Offline after a period of inactivity ("away").
     TIMEOUT = 1

@@ -41,15 +41,12 @@ def _flag(value: Any) -> bool:
     return value in ("1", 1)
 
 
-@dataclass(frozen=True, slots=True)
-class AdditionalData(Mapping[str, Any]):
-    """The additional-data object (index 6 of a message event), with typed accessors.
+class _ObjectView(Mapping[str, Any]):
+    """A read-only mapping over a message object's `raw` dict, so unknown keys stay reachable."""
 
-    It behaves as the read-only mapping it came from, so unknown keys stay
-    reachable (``data["some_new_key"]``).
-    """
+    __slots__ = ()
 
-    raw: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any]
 
     def __getitem__(self, key: str) -> Any:
         return self.raw[key]
@@ -59,6 +56,17 @@ class AdditionalData(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.raw)
+
+
+@dataclass(frozen=True, slots=True)
+class AdditionalData(_ObjectView):
+    """The additional-data object (index 6 of a message event), with typed accessors.
+
+    It behaves as the read-only mapping it came from, so unknown keys stay
+    reachable (``data["some_new_key"]``).
+    """
+
+    raw: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def title(self) -> str | None:
@@ -158,19 +166,10 @@ class Attachment:
 
 
 @dataclass(frozen=True, slots=True)
-class Attachments(Mapping[str, Any]):
+class Attachments(_ObjectView):
     """The attachments object (index 7 of a message event), with typed accessors."""
 
     raw: Mapping[str, Any] = field(default_factory=dict)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.raw[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.raw)
-
-    def __len__(self) -> int:
-        return len(self.raw)
 
     @property
     def items_list(self) -> list[Attachment]:

@@ -314,7 +314,7 @@ class Session:
 
     @property
     def has_key(self) -> bool:
-        """Whether the session holds a key (the key itself is never exposed)."""
+        """Whether the session has a key (the key itself is never exposed)."""
         return self._key is not None
 
     def checkpoint(self) -> Checkpoint:
@@ -671,7 +671,7 @@ class Session:
 
 
 class _Retry(list[SessionEvent]):
-    """The events of a scheduled retry, told apart from an API result by its type."""
+    """The events of a scheduled retry, distinguished from an API result by its type."""
 
     @property
     def events(self) -> list[SessionEvent]:
