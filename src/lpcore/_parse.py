@@ -15,6 +15,8 @@ from ._modes import Mode
 from ._updates import (
     PEER_ACTIVITY_CODES,
     UPDATE_TYPES,
+    CallbackAnswer,
+    ExtendedCall,
     MalformedUpdate,
     MessageEdit,
     NotificationSettings,
@@ -196,6 +198,44 @@ def _read_notification_settings(raw: list[Any]) -> Update:
     return _build_notification_settings(raw, (peer_id, sound, disabled_until, object_form))
 
 
+_build_extended_call = make_builder(ExtendedCall, ("payload",))
+
+
+def _read_extended_call(raw: list[Any]) -> Update:
+    return _build_extended_call(raw, (raw[1] if len(raw) > 1 else None,))
+
+
+#: The keys of event 119's object, each with the type its value must have.
+_CALLBACK_ANSWER_KEYS = (("owner_id", int), ("peer_id", int), ("event_id", str), ("action", dict))
+
+_build_callback_answer = make_builder(CallbackAnswer, tuple(k for k, _ in _CALLBACK_ANSWER_KEYS))
+
+
+def _read_callback_answer(raw: list[Any]) -> Update:
+    if len(raw) == 1:
+        return _build_callback_answer(raw, (None,) * len(_CALLBACK_ANSWER_KEYS))
+    answer = raw[1]
+    if type(answer) is not dict:
+        return _malformed(raw, f"needs an object at index 1, got {_kind(answer)}")
+    values = tuple(answer.get(key) for key, _ in _CALLBACK_ANSWER_KEYS)
+    for (key, kind), value in zip(_CALLBACK_ANSWER_KEYS, values, strict=True):
+        if value is not None and type(value) is not kind:
+            return _malformed(raw, f"{key} must be {kind.__name__}, got {_kind(value)}")
+    return _build_callback_answer(raw, values)
+
+
+def _encode_object(update: Update, values: Mapping[str, Any]) -> list[Any]:
+    """Encode an update whose fields live in one object at index 1.
+
+    Keys of the object in `update.raw` that no field names are kept; a
+    field that is None leaves its key out.
+    """
+    original = update.raw[1] if isinstance(update.raw, list) and len(update.raw) > 1 else {}
+    merged = dict(original) if isinstance(original, dict) else {}
+    merged.update({key: value for key, value in values.items() if value is not None})
+    return [update.code, merged]
+
+
 # -- the reader of each event code ----------------------------------------------------
 
 
@@ -242,6 +282,8 @@ _READERS: dict[int, _Reader] = {
     5: _read_edit,
     **dict.fromkeys(PEER_ACTIVITY_CODES, _read_peer_activity),
     114: _read_notification_settings,
+    115: _read_extended_call,
+    119: _read_callback_answer,
 }
 
 
@@ -256,12 +298,15 @@ def _encode_special(update: Update) -> list[Any] | None:
         values = (update.peer_id, update.sound, update.disabled_until)
         if not update.object_form:
             return [update.code, *(v for v in values if v is not None)]
-        original = update.raw[1] if isinstance(update.raw, list) and len(update.raw) > 1 else {}
-        settings = dict(original) if isinstance(original, dict) else {}
-        settings.update(
-            {k: v for k, v in zip(_NOTIFICATION_KEYS, values, strict=True) if v is not None}
-        )
-        return [update.code, settings]
+        return _encode_object(update, dict(zip(_NOTIFICATION_KEYS, values, strict=True)))
+    if isinstance(update, ExtendedCall):
+        return [update.code] if update.payload is None else [update.code, update.payload]
+    if isinstance(update, CallbackAnswer):
+        answer = {key: getattr(update, key) for key, _ in _CALLBACK_ANSWER_KEYS}
+        has_object = isinstance(update.raw, list) and len(update.raw) > 1
+        if not has_object and all(value is None for value in answer.values()):
+            return [update.code]
+        return _encode_object(update, answer)
     if isinstance(update, MessageEdit) and _has_documented_edit_layout(update):
         without = dataclasses.replace(update, attachments=None, raw=[])
         return [*encode_update(without), update.attachments]

@@ -28,7 +28,8 @@ and schedule a retry of the same request after a backoff.
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -229,6 +230,8 @@ class _Gap:
     #: The pts saved before the loss: history is fetched from here.
     pts: int | None
     to_ts: int | None = None
+    #: Why history cannot fill the gap, once that is known.
+    unrecoverable: str | None = None
 
 
 class Session:
@@ -252,7 +255,9 @@ class Session:
 
     A fatal condition (`VersionError`, `ApiError` with a code that retrying
     cannot fix) is raised from `receive_response` and stops the session.
-    `seed` makes the backoff jitter reproducible.
+    `seed` makes the backoff jitter reproducible. `loads` decodes poll
+    bodies and may be a faster decoder such as ``orjson.loads``; see
+    `parse_poll_body` for what it must do.
     """
 
     def __init__(
@@ -270,6 +275,7 @@ class Session:
         skip: int = 0,
         backoff: BackoffPolicy | None = None,
         seed: int = 0,
+        loads: Callable[[bytes], Any] = json.loads,
     ) -> None:
         if skip and ts is None:
             raise LocalProtocolError(f"skip={skip} needs the ts it counts from; pass ts too")
@@ -288,6 +294,7 @@ class Session:
         self.group_id = group_id
         self._backoff = backoff or BackoffPolicy()
         self._seed = seed
+        self._loads = loads
 
         self.state = SessionState.NEED_SERVER
         self.server: str | None = None
@@ -471,9 +478,11 @@ class Session:
         kept_ts = self._keep_ts and self.ts is not None
         self._keep_ts = True
         if kept_ts:
-            # The key expired but nothing was lost: keep ts and pts.
-            if self.pts is None:
-                self.pts = info.pts
+            # The key expired but nothing was lost: keep ts and pts. The
+            # reply's pts belongs to the reply's newer ts, so it is not taken
+            # even when no pts is known: history from it would skip the
+            # persistent events in between. The next poll in mode 32 gives
+            # the pts that goes with the kept ts.
             self.state = SessionState.POLLING
             return [self._obtained(info, kept_ts=True)]
 
@@ -494,7 +503,7 @@ class Session:
         if status != 200:
             return self._retry(f"poll returned HTTP {status}", now)
         try:
-            reply = parse_poll_body(body)
+            reply = parse_poll_body(body, loads=self._loads)
         except RemoteProtocolError as error:
             return self._retry(str(error), now)
 
@@ -504,9 +513,13 @@ class Session:
 
     def _on_updates(self, reply: PollResult) -> list[SessionEvent]:
         self._succeeded()
-        self.ts = reply.ts
         if reply.pts is not None:
             self.pts = reply.pts
+        elif reply.ts != self.ts:
+            # Without mode 32 the poll moves ts but not pts, and a pts that
+            # lags its ts would make history return delivered events again.
+            self.pts = None
+        self.ts = reply.ts
         raws = reply.updates
         if self._skip:
             # Resumed inside a batch: these were handled before the restart.
@@ -557,12 +570,13 @@ class Session:
         """Fetch the lost events from the saved pts, or report them lost without one."""
         gap = self._gap
         assert gap is not None
-        if gap.pts is not None:
+        if gap.pts is not None and gap.unrecoverable is None:
             self.pts = gap.pts
             self.state = SessionState.RECOVERING
             return []
-        self.pts = new_pts if new_pts is not None else self.pts
-        return [self._give_up(gap, "no pts was known (mode without PTS, or need_pts ignored)")]
+        self.pts = new_pts
+        reason = gap.unrecoverable or "no pts was known (mode without PTS, or need_pts ignored)"
+        return [self._give_up(gap, reason)]
 
     def _give_up(self, gap: _Gap, reason: str) -> EventsLost:
         assert gap.to_ts is not None
@@ -580,12 +594,21 @@ class Session:
         except ApiError as error:
             if error.code not in HISTORY_GONE_ERRORS:
                 raise
-            # The server no longer has this history. A fresh
-            # getLongPollServer gives a current pts; the ts is kept.
-            lost = self._give_up(gap, f"history unavailable ({error})")
-            self.pts = None
+            if self.pts == gap.pts:
+                # Nothing recovered yet: the loss ends at the ts polling
+                # goes on from, with the key it has. The next poll in mode
+                # 32 gives the pts that goes with that ts.
+                self.pts = None
+                return [self._give_up(gap, f"history unavailable ({error})")]
+            # Earlier pages delivered events up to a pts whose ts is
+            # unknown. Polling from the gap's end would deliver some of
+            # them again, so polling restarts at a fresh getLongPollServer's
+            # ts and the loss reaches it.
+            gap.unrecoverable = f"history unavailable after pts {self.pts} ({error})"
             self.state = SessionState.NEED_SERVER
-            return [lost]
+            self._key = None
+            self._keep_ts = False
+            return []
         if isinstance(result, _Retry):
             return result.events
         try:

@@ -12,7 +12,7 @@ fields do not break parsing and survive `encode_update`.
 import dataclasses
 import functools
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -526,6 +526,36 @@ class NotificationSettings(Update):
     sound: int | None = None
     disabled_until: int | None = None
     object_form: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExtendedCall(Update):
+    """Event 115: a call event sent with mode 8; VK documents no payload for it.
+
+    `payload` is the element after the code as it arrived (None when the
+    array holds only the code); later elements stay in `raw`.
+    """
+
+    code: int = _code(115)
+    payload: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackAnswer(Update):
+    """Event 119: a community answered a press of a callback button (mode 8).
+
+    The event is ``[119, {"owner_id", "peer_id", "event_id", "action"?}]``.
+    `owner_id` is the community's id negated; `action`, when present, tells
+    the client what to do: ``{"type": "show_snackbar", "text"}``,
+    ``{"type": "open_link", "link"}`` or ``{"type": "open_app", "app_id",
+    "owner_id"?, "hash"}``. Keys not named here stay in ``raw[1]``.
+    """
+
+    code: int = _code(119)
+    owner_id: int | None = None
+    peer_id: int | None = None
+    event_id: str | None = None
+    action: Mapping[str, Any] | None = None
 
 
 def _fixed_code(cls: type[Update]) -> int:

@@ -4,7 +4,7 @@ They are for testing code that consumes long poll updates or poll bodies.
 Every array that `updates` generates follows its code's documented
 version 3 layout. The forms VK really sends are among them: shortened
 message tuples, both orders of events 63 and 64, both forms of event 114,
-the seven-element event 5 of the documentation, and trailing elements
+events 115 and 119 of mode 8, the seven-element event 5 of the documentation, and trailing elements
 that newer server builds append. Each array parses with
 `lpcore.parse_update` to its typed class (never `MalformedUpdate` or
 `UnknownUpdate`), and `lpcore.encode_update` writes it back unchanged.
@@ -419,6 +419,50 @@ def _notification_settings(draw: st.DrawFn, mode: int | None) -> list[Any]:
     return [114, peer_id, sound, disabled_until, *draw(_trailing_elements)]
 
 
+_json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**31), 2**31), st.text(max_size=10)
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@st.composite
+def _extended_call(draw: st.DrawFn) -> list[Any]:
+    """Return event 115, whose payload VK does not document: any object, or nothing."""
+    payload = draw(st.none() | st.dictionaries(st.text(max_size=5), _json_values, max_size=3))
+    return [115] if payload is None else [115, payload, *draw(_trailing_elements)]
+
+
+_callback_actions = st.one_of(
+    st.builds(lambda text: {"type": "show_snackbar", "text": text}, _plain_texts),
+    st.builds(lambda n: {"type": "open_link", "link": f"https://example.com/{n}"}, _message_ids),
+    st.builds(
+        lambda app_id, n: {"type": "open_app", "app_id": app_id, "hash": f"h{n}"},
+        st.integers(min_value=1, max_value=_MAX_INT32),
+        _message_ids,
+    ),
+)
+
+
+@st.composite
+def _callback_answer(draw: st.DrawFn) -> list[Any]:
+    """Return event 119, a community's answer to a callback button, with or without an action."""
+    answer: dict[str, Any] = {
+        "owner_id": -draw(st.integers(min_value=1, max_value=_MAX_INT32)),
+        "peer_id": draw(_any_peer_ids),
+        "event_id": draw(st.text(alphabet="0123456789abcdef", min_size=1, max_size=14)),
+    }
+    action = draw(st.none() | _callback_actions)
+    if action is not None:
+        answer["action"] = action
+    return [119, answer, *draw(_trailing_elements)]
+
+
 @functools.cache
 def _update_builders(mode: int | None) -> Mapping[int, st.SearchStrategy[list[Any]]]:
     """Return the strategy of each supported code under `mode` (None: any mode)."""
@@ -447,6 +491,10 @@ def _update_builders(mode: int | None) -> Mapping[int, st.SearchStrategy[list[An
     builders[70] = _positional(70, (_user_ids, call_ids), 1)
     builders[80] = _positional(80, (_small_counts, st.just(0)), 1)
     builders[114] = _notification_settings(mode)
+    # VK sends 115 and 119 only to a poll with mode 8.
+    if mode is None or mode & Mode.EXTENDED:
+        builders[115] = _extended_call()
+        builders[119] = _callback_answer()
     return builders
 
 
@@ -472,7 +520,10 @@ def updates(
     """
     chosen = _check_codes(codes)
     builders = _update_builders(None if mode is None else int(mode))
-    return st.one_of(*(builders[code] for code in chosen))
+    sent = [code for code in chosen if code in builders]
+    if not sent:
+        raise ValueError(f"codes {chosen} are never sent with mode {mode}; add mode 8 (EXTENDED)")
+    return st.one_of(*(builders[code] for code in sent))
 
 
 def _check_codes(codes: Iterable[int] | None) -> list[int]:
@@ -531,18 +582,7 @@ _UNKNOWN_CODE_CANDIDATES = (
     10006,
     10018,
 )
-_KNOWN_CODES = frozenset(UPDATE_TYPES) | PEER_ACTIVITY_CODES | {114}
-
-_json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**31), 2**31), st.text(max_size=10)
-)
-_json_values = st.recursive(
-    _json_scalars,
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
-    ),
-    max_leaves=8,
-)
+_KNOWN_CODES = frozenset(UPDATE_TYPES) | PEER_ACTIVITY_CODES | {114, 115, 119}
 
 
 def unknown_updates() -> st.SearchStrategy[list[Any]]:

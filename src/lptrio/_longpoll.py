@@ -1,6 +1,7 @@
 """`LongPoll`: lpcore's session driven over HTTP on trio."""
 
 import inspect
+import json
 import logging
 import os
 import re
@@ -68,6 +69,8 @@ class LongPoll:
     delivered. An explicit `ts` (with `pts` and `skip`, as in a
     `lpcore.Checkpoint`) takes precedence over the file.
 
+    `loads` decodes poll bodies; ``orjson.loads`` is a faster choice.
+
     `key` is a secret: it never appears in `repr`, logs or errors.
     """
 
@@ -93,6 +96,7 @@ class LongPoll:
         observer: ExchangeObserver | None = None,
         raise_handler_errors: bool = False,
         seed: int = 0,
+        loads: Callable[[bytes], Any] = json.loads,
     ) -> None:
         if ssl_context is None and cafile is not None:
             if not Path(cafile).is_file():
@@ -117,6 +121,7 @@ class LongPoll:
             pts=pts,
             skip=skip,
             seed=seed,
+            loads=loads,
         )
         self._http = HttpClient(
             ssl_context=ssl_context,

@@ -237,15 +237,24 @@ def test_malformed_update_does_not_stop_batch() -> None:
     assert session.ts == 1003
 
 
-def test_absent_pts_keeps_known_pts() -> None:
+def test_absent_pts_with_a_new_ts_forgets_the_pts() -> None:
     session = polling_session(ts=1000, pts=500000)
 
     _, events = serve(session, poll_reply(1001, [message(5002)]))
 
-    assert session.pts == 500000
+    # pts 500000 goes with ts 1000: history from it would return 5002 again.
+    assert session.pts is None
     [received] = events
     assert isinstance(received, UpdatesReceived)
-    assert received.pts == 500000
+    assert received.pts is None
+
+
+def test_absent_pts_with_the_same_ts_keeps_the_pts() -> None:
+    session = polling_session(ts=1000, pts=500000)
+
+    serve(session, poll_reply(1000))
+
+    assert session.pts == 500000
 
 
 def test_server_without_pts_is_not_an_error() -> None:
@@ -366,7 +375,7 @@ def test_failed_3_takes_new_ts_and_recovers() -> None:
     assert query_of(take_request(session, 0.0))["ts"] == ["2000"]
 
 
-def test_history_gone_reports_loss_and_refreshes() -> None:
+def test_history_gone_reports_loss_and_polls_on_without_pts() -> None:
     session = polling_session(ts=1000, pts=500000)
     serve(session, failed_reply(1, ts=1300))
 
@@ -376,10 +385,12 @@ def test_history_gone_reports_loss_and_refreshes() -> None:
     assert isinstance(lost, EventsLost)
     assert (lost.from_ts, lost.to_ts) == (1000, 1300)
     assert "907" in lost.reason
-    request, _ = serve(session, server_reply(ts=1400, pts=600000, key=SECOND_KEY))
-    assert request.kind is RequestKind.API
-    assert session.ts == 1300
-    assert session.pts == 600000
+    # failed 1 leaves the key valid, so polling goes on from 1300 at once;
+    # its reply brings the pts that goes with that ts.
+    request, _ = serve(session, poll_reply(1301, [message(5002)], pts=500031))
+    assert request.kind is RequestKind.POLL
+    assert query_of(request)["ts"] == ["1300"]
+    assert session.pts == 500031
 
 
 def test_history_pages_through_more() -> None:
@@ -889,3 +900,23 @@ def test_resume_skip_spans_short_batches() -> None:
 def test_skip_without_ts_is_misuse() -> None:
     with pytest.raises(LocalProtocolError, match="skip=1 needs the ts"):
         Session(TOKEN, skip=1)
+
+
+def test_session_decodes_poll_bodies_with_the_given_loads() -> None:
+    decoded: list[bytes] = []
+
+    def loads(body: bytes) -> Any:
+        decoded.append(body)
+        return json.loads(body)
+
+    session = Session(TOKEN, loads=loads)
+    serve(session, server_reply(ts=1000, pts=500000))
+    body = poll_reply(1001, [message(5002)], pts=500001)
+
+    _, events = serve(session, body)
+
+    # API replies are few and go through json; every poll body goes through loads.
+    assert decoded == [body]
+    [received] = events
+    assert isinstance(received, UpdatesReceived)
+    assert [update.code for update in received.updates] == [4]

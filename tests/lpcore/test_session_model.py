@@ -28,8 +28,8 @@ Every model event carries its own number in a field that the history
 form keeps (the message id, local id, user id or count), so an update is
 matched to its event by its array.
 
-The model tolerates two known bugs of Session, each marked NOTE where it
-does. The xfail tests at the end show each of them on its own.
+The tests at the end replay, each in its shortest form, the faults this
+model found in earlier versions of Session.
 """
 
 import dataclasses
@@ -38,7 +38,6 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -325,13 +324,6 @@ class SessionModel(RuleBasedStateMachine):
         self.gap_from: int | None = None
         #: Where the loss ends: the failed-1 ts, or getLongPollServer's ts after failed 3.
         self.gap_to: int | None = None
-        #: The ts of the events that history delivered for the open loss so far.
-        self.gap_history_ts: list[int] = []
-
-        # NOTE: Session pairs a kept ts with getLongPollServer's newer pts
-        # (test_kept_ts_with_newer_server_pts_reports_loss), so history recovery
-        # can skip the persistent events of these ts ranges. Remove with the fix.
-        self.pts_skipped_ranges: list[tuple[int, int]] = []
 
         self.last_ts: int | None = None
         self.retry_due: float | None = None
@@ -448,10 +440,7 @@ class SessionModel(RuleBasedStateMachine):
 
         body = self.server.answer(request, with_pts=outcome is Outcome.ANSWER)
         self.open_gap(request, json.loads(body))
-        had_pts = self.session.pts is not None
-        events = self.session.receive_response(request, 200, body, self.server.now)
-        self.note_pts_skip(events, had_pts=had_pts)
-        return events
+        return self.session.receive_response(request, 200, body, self.server.now)
 
     def open_gap(self, request: Request, reply: dict[str, Any]) -> None:
         """Remember the range a failed 1 or 3 opens, to compare with what the session reports."""
@@ -459,16 +448,10 @@ class SessionModel(RuleBasedStateMachine):
             assert self.gap_from is None, "a poll went out while a loss was unresolved"
             self.gap_from = int(request.params["ts"])
             self.gap_to = reply.get("ts")
-        elif request.kind is RequestKind.API and self.gap_from is not None and self.gap_to is None:
+        elif request.kind is RequestKind.API and self.gap_from is not None:
+            # After failed 3, or when history vanished after some pages, the
+            # loss reaches getLongPollServer's ts.
             self.gap_to = reply["response"]["ts"]
-
-    def note_pts_skip(self, events: list[SessionEvent], *, had_pts: bool) -> None:
-        """Record where a newer getLongPollServer pts paired with a kept ts hides events."""
-        for event in events:
-            if not isinstance(event, ServerObtained) or not event.kept_ts:
-                continue
-            if not had_pts and event.pts is not None:
-                self.pts_skipped_ranges.append((event.ts, self.server.newest_ts))
 
     # -- what the consumer receives ---------------------------------------------------------
 
@@ -501,8 +484,6 @@ class SessionModel(RuleBasedStateMachine):
             assert update.recovered
             event = self.server.by_history_form.get(array_key(update.raw))
             self.deliver(event, update.raw)
-            if event is not None:
-                self.gap_history_ts.append(event.ts)
         message_ids = [update.raw[1] for update in recovered.updates if update.code in (4, 5)]
         assert [item["id"] for item in recovered.messages] == message_ids
         self.requests_without_progress = 0
@@ -544,17 +525,8 @@ class SessionModel(RuleBasedStateMachine):
         assert lost.to_ts == gap_to, lost
         self.lost_ranges.append((lost.from_ts, lost.to_ts))
 
-        # NOTE: Session resumes polling from to_ts, so the events that earlier
-        # history pages of this loss delivered past to_ts arrive again
-        # (test_history_gone_after_page_polls_past_delivered_events). The ledger
-        # drops their first delivery. Remove with the fix.
-        again = {ts for ts in self.gap_history_ts if ts > lost.to_ts}
-        self.delivered = [ts for ts in self.delivered if ts not in again]
-        self.delivered_ts -= again
-
     def close_gap(self) -> None:
         self.gap_from = self.gap_to = None
-        self.gap_history_ts = []
 
     # -- invariants ------------------------------------------------------------------------
 
@@ -592,7 +564,7 @@ class SessionModel(RuleBasedStateMachine):
         if in_ranges(event.ts, self.lost_ranges):
             return True
         if event.persistent:
-            return in_ranges(event.ts, self.pts_skipped_ranges)
+            return False
         return in_ranges(event.ts, self.recovered_ranges)
 
 
@@ -600,9 +572,9 @@ def in_ranges(ts: int, ranges: list[tuple[int, int]]) -> bool:
     return any(start < ts <= end for start, end in ranges)
 
 
-#: A tenth of the loaded profile's examples (tests/conftest.py): 10 examples
-#: of 50 steps under ci, about 1 s, and 200 of 100 steps under long.
-MODEL_SETTINGS = settings(deadline=None, max_examples=max(settings().max_examples // 10, 5))
+#: Half the loaded profile's examples (tests/conftest.py): 50 examples of 50
+#: steps under ci, about 5 s, and 1000 of 100 steps under long.
+MODEL_SETTINGS = settings(deadline=None, max_examples=max(settings().max_examples // 2, 5))
 
 
 def test_session_against_model() -> None:
@@ -688,34 +660,28 @@ def server_response(*, ts: int, pts: int) -> dict[str, Any]:
     return {"response": {"key": "k" * 40, "server": SERVER, "ts": ts, "pts": pts}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after error 907 the session keeps its ts but takes getLongPollServer's newer pts, "
-    "so a later recovery starts past persistent events it never delivered",
-)
-def test_kept_ts_with_newer_server_pts_reports_loss() -> None:
+def test_kept_ts_is_not_paired_with_a_newer_server_pts() -> None:
     session = Session(TOKEN)
     serve(session, server_response(ts=1000, pts=500000))
     serve(session, {"failed": 1, "ts": 1300})
     [lost] = serve(session, api_error(907, "Value of ts or pts is too old"))
     assert isinstance(lost, EventsLost)
-    # The ts stays 1300, while this pts belongs to ts 1600.
-    serve(session, server_response(ts=1600, pts=500040))
+    assert session.pts is None
+    # The key expires before a poll in mode 32 gives the pts of ts 1300.
+    serve(session, {"failed": 2})
+    # This pts belongs to ts 1600, not to the kept ts 1300.
+    [obtained] = serve(session, server_response(ts=1600, pts=500040))
+    assert obtained == ServerObtained(server=SERVER, ts=1300, pts=None, kept_ts=True)
 
     # The window moves on before any poll succeeds.
     events = serve(session, {"failed": 1, "ts": 1900})
 
-    # History from pts 500040 cannot return the persistent events between ts
-    # 1300 and 1600, so the session must report the loss instead.
+    # History from pts 500040 could not return the persistent events between
+    # ts 1300 and 1600, so the session reports the loss instead.
     assert [type(event) for event in events] == [EventsLost]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="error 907 on a later history page resumes polling from the failed-1 ts, so the "
-    "events that the earlier pages delivered after it arrive a second time",
-)
-def test_history_gone_after_page_polls_past_delivered_events() -> None:
+def test_history_gone_after_a_page_restarts_past_delivered_events() -> None:
     session = Session(TOKEN)
     serve(session, server_response(ts=1000, pts=500000))
     serve(session, {"failed": 1, "ts": 1300})
@@ -729,14 +695,29 @@ def test_history_gone_after_page_polls_past_delivered_events() -> None:
         "credentials": {"key": "c" * 40, "server": SERVER, "ts": 1350, "pts": 500002},
     }
     serve(session, {"response": page})
-    serve(session, api_error(907, "Value of ts or pts is too old"))
-    serve(session, server_response(ts=1400, pts=500010))
+    assert serve(session, api_error(907, "Value of ts or pts is too old")) == []
+    [obtained, lost] = serve(session, server_response(ts=1400, pts=500010))
 
+    # Polling from a ts before 1350 would deliver message 1000350 a second
+    # time; the session starts over at getLongPollServer's ts instead.
+    assert obtained == ServerObtained(server=SERVER, ts=1400, pts=500010, kept_ts=False)
+    assert isinstance(lost, EventsLost)
+    assert (lost.from_ts, lost.to_ts, lost.persistent_recovered) == (1000, 1400, False)
     request = session.next_request(0.0)
-
-    # Polling from a ts before 1350 delivers message 1000350 a second time.
     assert isinstance(request, Request)
-    assert int(request.params["ts"]) >= 1350
+    assert request.params["ts"] == "1400"
+
+
+def test_poll_without_pts_forgets_the_lagging_pts() -> None:
+    session = Session(TOKEN, mode=Mode.DEFAULT & ~Mode.PTS)
+    serve(session, server_response(ts=1000, pts=500000))
+    serve(session, {"ts": 1002, "updates": [[4, 1000001, 1, 100002], [61, 100002, 1]]})
+    assert session.pts is None
+
+    # History from pts 500000 would return message 1000001 a second time.
+    events = serve(session, {"failed": 1, "ts": 1300})
+
+    assert [type(event) for event in events] == [EventsLost]
 
 
 def test_recovery_loss_range_reaches_resumed_ts() -> None:

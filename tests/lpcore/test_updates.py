@@ -18,6 +18,7 @@ from lpcore import (
     CHAT_PEER_OFFSET,
     UPDATE_TYPES,
     Call,
+    CallbackAnswer,
     ChatChanged,
     ChatInfoChanged,
     ChatUpdateType,
@@ -25,6 +26,7 @@ from lpcore import (
     DialogFlagsReplace,
     DialogFlagsReset,
     DialogFlagsSet,
+    ExtendedCall,
     FriendOffline,
     FriendOnline,
     LocalProtocolError,
@@ -409,6 +411,70 @@ def test_dialog_flags_and_unknown_codes() -> None:
     assert call == Call(user_id=100002, call_id=555)
     assert major == MajorIdChanged(peer_id=100002, major_id=16)
     assert unknown == UnknownUpdate(code=999, raw=[999, "unknown", {"x": 1}])
+
+
+def test_callback_answer_reads_its_object() -> None:
+    answer = {
+        "owner_id": -318004,
+        "peer_id": 100007,
+        "event_id": "9c04e1f3a2b7",
+        "action": {"type": "show_snackbar", "text": "Saved"},
+        "added_later": True,
+    }
+
+    update = parse_update([119, answer])
+
+    assert update == CallbackAnswer(
+        owner_id=-318004,
+        peer_id=100007,
+        event_id="9c04e1f3a2b7",
+        action={"type": "show_snackbar", "text": "Saved"},
+    )
+    assert encode_update(update) == [119, answer]
+
+
+def test_callback_answer_without_action() -> None:
+    update = parse_update([119, {"owner_id": -318004, "peer_id": 100007, "event_id": "e1"}])
+
+    assert isinstance(update, CallbackAnswer)
+    assert update.action is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ([119, [1, 2]], "needs an object at index 1, got an array"),
+        ([119, {"event_id": 77}], "event_id must be str, got int"),
+        ([119, {"owner_id": "-318004"}], "owner_id must be int, got a string"),
+        ([119, {"action": "show_snackbar"}], "action must be dict, got a string"),
+    ],
+)
+def test_callback_answer_with_wrong_types_is_malformed(raw: list[Any], reason: str) -> None:
+    update = parse_update(raw)
+
+    assert isinstance(update, MalformedUpdate)
+    assert update.reason == f"event 119 {reason}"
+
+
+def test_callback_answer_built_in_code_encodes_its_object() -> None:
+    update = CallbackAnswer(owner_id=-5, peer_id=2000000003, event_id="ab")
+
+    assert encode_update(update) == [
+        119,
+        {"owner_id": -5, "peer_id": 2000000003, "event_id": "ab"},
+    ]
+    assert encode_update(CallbackAnswer()) == [119]
+
+
+@pytest.mark.parametrize(
+    "raw", [[115], [115, {"call_id": "c-7", "state": 2}], [115, {"x": 1}, 4, "later"]]
+)
+def test_extended_call_keeps_its_payload(raw: list[Any]) -> None:
+    update = parse_update(raw)
+
+    assert isinstance(update, ExtendedCall)
+    assert update.payload == (raw[1] if len(raw) > 1 else None)
+    assert encode_update(update) == raw
 
 
 def test_string_ts_becomes_integer() -> None:
