@@ -8,12 +8,17 @@ held: the process's resident set (VmRSS) in one run, and in a second run
 the Python heap as tracemalloc counts it (tracemalloc's own bookkeeping
 inflates RSS, so the two are not measured together).
 
-Run by hand:  uv run python bench/bench_idle_sessions.py [--sessions 1000]
+With --tls the server speaks HTTPS and every session trusts its CA
+through one shared `ssl.SSLContext`, as sessions without a context of
+their own share lptrio's default one.
+
+Run by hand:  uv run python bench/bench_idle_sessions.py [--sessions 1000] [--tls]
 """
 
 import argparse
 import gc
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -80,9 +85,14 @@ def measure() -> int:
     return rss_kib()
 
 
-async def hold_sessions(api_url: str, count: int, settle: float) -> tuple[int, int]:
+async def hold_sessions(
+    api_url: str, count: int, settle: float, context: ssl.SSLContext | None
+) -> tuple[int, int]:
     """Return how many sessions are polling and the memory growth in KiB."""
-    sessions = [LongPoll(f"{TOKEN}{number}", api_url=api_url, wait=90) for number in range(count)]
+    sessions = [
+        LongPoll(f"{TOKEN}{number}", api_url=api_url, wait=90, ssl_context=context)
+        for number in range(count)
+    ]
 
     async def run(longpoll: LongPoll) -> None:
         async for _update in longpoll:
@@ -105,13 +115,16 @@ def main() -> None:
     parser.add_argument(
         "--settle", type=float, default=8.0, help="seconds to let sessions reach a held poll"
     )
+    parser.add_argument("--tls", action="store_true", help="serve and poll over HTTPS")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
         fixture = Path(folder) / "one_update.jsonl"
         write_small_fixture(fixture)
+        ca = Path(folder) / "ca.pem"
+        tls = ["--tls", "--ca-out", str(ca)] if args.tls else []
         server = subprocess.Popen(
-            [sys.executable, "-m", "lprecord", "replay", str(fixture), "--port", "0"],
+            [sys.executable, "-m", "lprecord", "replay", str(fixture), "--port", "0", *tls],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -119,10 +132,11 @@ def main() -> None:
         try:
             assert server.stdout is not None
             api_url = server.stdout.readline().strip()
+            context = ssl.create_default_context(cafile=ca) if args.tls else None
             started = time.perf_counter()
-            polling, rss = trio.run(hold_sessions, api_url, args.sessions, args.settle)
+            polling, rss = trio.run(hold_sessions, api_url, args.sessions, args.settle, context)
             tracemalloc.start()
-            _, heap = trio.run(hold_sessions, api_url, args.sessions, args.settle)
+            _, heap = trio.run(hold_sessions, api_url, args.sessions, args.settle, context)
             tracemalloc.stop()
             elapsed = time.perf_counter() - started
         finally:
@@ -130,7 +144,8 @@ def main() -> None:
             server.wait(timeout=10)
 
     count = args.sessions
-    print(f"sessions:            {count} ({polling} held in a poll when measured)")
+    scheme = "HTTPS" if args.tls else "plain HTTP"
+    print(f"sessions:            {count} over {scheme} ({polling} held in a poll when measured)")
     print(f"RSS growth:          {rss} KiB total, {rss / count:.1f} KiB per session")
     print(f"Python heap growth:  {heap} KiB total, {heap / count:.1f} KiB per session")
     print(f"wall time:           {elapsed:.1f} s")

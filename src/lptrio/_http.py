@@ -15,6 +15,7 @@ caller's `stream_opener`. Either way, the pool, TLS and HTTP/1.1 work as on a di
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 import ssl
@@ -130,6 +131,17 @@ class _StaleConnection(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """Return the verifying context that every client without its own shares.
+
+    Each context loads the system's CA store, which costs far more memory
+    than an idle connection, and a context is safe to share between
+    connections, so hundreds of clients in one process share this one.
+    """
+    return ssl.create_default_context()
 
 
 class HttpClient:
@@ -340,7 +352,7 @@ class HttpClient:
         self, stream: trio.abc.Stream, target: _Target
     ) -> trio.SSLStream[trio.abc.Stream]:
         if self._ssl_context is None:
-            self._ssl_context = ssl.create_default_context()
+            self._ssl_context = default_ssl_context()
         # https_compatible: HTTP servers often close without TLS close_notify, and
         # Content-Length or chunked framing already detects a truncated body.
         tls_stream = trio.SSLStream(

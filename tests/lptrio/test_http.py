@@ -20,6 +20,7 @@ from lptrio._http import (
     HttpClient,
     TransportError,
     TransportErrorKind,
+    default_ssl_context,
 )
 
 SECRET_QUERY = "?access_token=SECRET_TOKEN&key=SECRET_KEY&ts=10"
@@ -664,6 +665,24 @@ async def test_tls_untrusted_certificate(
     assert message.startswith(f"certificate verify failed for {base}/nim1: ")
     assert "pass an ssl_context that trusts this server's ca" in message.lower()
     assert "SECRET" not in message
+
+
+async def test_clients_without_context_share_one(
+    nursery: trio.Nursery, server_ssl_context: ssl.SSLContext
+) -> None:
+    # A default context costs hundreds of KiB (the system CA store), so
+    # hundreds of accounts in one process must not each load their own.
+    base = await start_tls_server(nursery, handle_failed_handshake, server_ssl_context)
+    contexts = []
+    for _ in range(2):
+        async with HttpClient() as http_client:
+            with pytest.raises(TransportError):
+                await http_client.request("GET", f"{base}/", timeout=5)
+            contexts.append(http_client._ssl_context)
+
+    assert contexts[0] is contexts[1]
+    assert contexts[0] is default_ssl_context()
+    assert contexts[0].verify_mode is ssl.CERT_REQUIRED
 
 
 async def test_tls_hostname_mismatch(
