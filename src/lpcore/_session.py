@@ -29,7 +29,7 @@ and schedule a retry of the same request after a backoff.
 import dataclasses
 import enum
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -142,16 +142,25 @@ class Backoff:
 class Checkpoint:
     """A resume point: what a consumer saves to continue without loss or duplicates.
 
-    A session started with ``Session(..., ts=cp.ts, pts=cp.pts,
-    skip=cp.skip)`` continues right after the last update handled. `skip`
-    counts updates already handled from the batch that starts at `ts`:
-    because `ts` is an event counter, the first `skip` events after it are
-    the same ones however the server batches them on the next poll.
+    A session started with ``Session(..., resume=cp)`` continues right
+    after the last update handled. `skip` counts updates already handled
+    from the batch that starts at `ts`: because `ts` is an event counter,
+    the first `skip` events after it are the same ones however the server
+    batches them on the next poll.
+
+    While lost events are being fetched from history, `loss_from_ts` is
+    the ts the loss began at and `loss_failed` the code that reported it.
+    `ts` is then where polling goes on after the recovery, `pts` the
+    history position, and `skip` counts the recovered updates handled
+    after it: history from one pts returns the same events in the same
+    order, whatever the page size.
     """
 
     ts: int
     pts: int | None = None
     skip: int = 0
+    loss_from_ts: int | None = None
+    loss_failed: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -232,6 +241,8 @@ class _Gap:
     to_ts: int | None = None
     #: Why history cannot fill the gap, once that is known.
     unrecoverable: str | None = None
+    #: Whether history may have delivered events of this gap already.
+    progressed: bool = False
 
 
 class Session:
@@ -276,7 +287,14 @@ class Session:
         backoff: BackoffPolicy | None = None,
         seed: int = 0,
         loads: Callable[[bytes], Any] = json.loads,
+        resume: Checkpoint | None = None,
     ) -> None:
+        if resume is not None:
+            if ts is not None or pts is not None or skip:
+                raise LocalProtocolError(
+                    "pass either resume= or ts=, pts= and skip=, not both; resume holds all three"
+                )
+            ts, pts, skip = resume.ts, resume.pts, resume.skip
         if skip and ts is None:
             raise LocalProtocolError(f"skip={skip} needs the ts it counts from; pass ts too")
         if not token:
@@ -305,6 +323,20 @@ class Session:
         self._keep_ts = ts is not None
         self._skip = skip
         self._gap: _Gap | None = None
+        if resume is not None and resume.loss_from_ts is not None:
+            if pts is None:
+                raise LocalProtocolError(
+                    f"{resume!r} recovers a loss but has no pts; history needs the pts"
+                )
+            # History may have delivered part of this loss before the
+            # restart, hence progressed.
+            self._gap = _Gap(
+                failed=resume.loss_failed or 1,
+                from_ts=resume.loss_from_ts,
+                pts=pts,
+                to_ts=ts,
+                progressed=True,
+            )
         self._in_flight: Request | None = None
         self._not_before: float | None = None
         self._not_before_reason = ""
@@ -328,7 +360,19 @@ class Session:
         """Return the resume point after everything delivered so far."""
         if self.ts is None:
             raise LocalProtocolError("no checkpoint yet: the session has not received a ts")
-        return Checkpoint(ts=self.ts, pts=self.pts)
+        gap = self._gap
+        if gap is not None and gap.to_ts is not None and gap.pts is not None:
+            # Mid-recovery: a restart goes on with history from the current
+            # pts. Polling from to_ts instead would skip the rest of the
+            # history and repeat any delivered event produced after to_ts.
+            return Checkpoint(
+                ts=gap.to_ts,
+                pts=self.pts,
+                skip=self._skip,
+                loss_from_ts=gap.from_ts,
+                loss_failed=gap.failed,
+            )
+        return Checkpoint(ts=self.ts, pts=self.pts, skip=self._skip)
 
     # -- handing out requests -------------------------------------------------
 
@@ -482,8 +526,9 @@ class Session:
             # reply's pts belongs to the reply's newer ts, so it is not taken
             # even when no pts is known: history from it would skip the
             # persistent events in between. The next poll in mode 32 gives
-            # the pts that goes with the kept ts.
-            self.state = SessionState.POLLING
+            # the pts that goes with the kept ts. A session resumed in the
+            # middle of a recovery goes on with it.
+            self.state = SessionState.POLLING if self._gap is None else SessionState.RECOVERING
             return [self._obtained(info, kept_ts=True)]
 
         self.ts = info.ts
@@ -520,12 +565,16 @@ class Session:
             # lags its ts would make history return delivered events again.
             self.pts = None
         self.ts = reply.ts
-        raws = reply.updates
-        if self._skip:
-            # Resumed inside a batch: these were handled before the restart.
-            raws, self._skip = raws[self._skip :], max(0, self._skip - len(raws))
+        raws = self._unhandled(reply.updates)
         updates = tuple(parse_update(raw, mode=self.mode, version=self.version) for raw in raws)
         return [UpdatesReceived(updates=updates, ts=self.ts, pts=self.pts)]
+
+    def _unhandled(self, raws: Sequence[Any]) -> Sequence[Any]:
+        """Drop the updates a resumed consumer handled before its restart."""
+        if not self._skip:
+            return raws
+        skip, self._skip = self._skip, max(0, self._skip - len(raws))
+        return raws[skip:]
 
     def _succeeded(self) -> None:
         self._failures = 0
@@ -594,7 +643,7 @@ class Session:
         except ApiError as error:
             if error.code not in HISTORY_GONE_ERRORS:
                 raise
-            if self.pts == gap.pts:
+            if not gap.progressed:
                 # Nothing recovered yet: the loss ends at the ts polling
                 # goes on from, with the key it has. The next poll in mode
                 # 32 gives the pts that goes with that ts.
@@ -619,26 +668,32 @@ class Session:
 
     def _take_history_page(self, page: HistoryPage) -> list[SessionEvent]:
         assert self.pts is not None
+        gap = self._gap
+        assert gap is not None
+        raws = self._unhandled(page.history)
         updates = tuple(
             dataclasses.replace(
                 parse_update(raw, mode=self.mode, version=self.version), recovered=True
             )
-            for raw in page.history
+            for raw in raws
         )
+        messages = page.messages
+        if len(raws) < len(page.history):
+            kept = {getattr(update, "message_id", None) for update in updates}
+            messages = tuple(item for item in messages if item.get("id") in kept)
         recovered = HistoryRecovered(
-            updates=updates, messages=page.messages, from_pts=self.pts, new_pts=page.new_pts
+            updates=updates, messages=messages, from_pts=self.pts, new_pts=page.new_pts
         )
         self.pts = page.new_pts
         self._succeeded()
         if page.more:
+            gap.progressed = True
             return [recovered]
 
         if page.credentials is not None:
             self._key = page.credentials.key
             self.server = page.credentials.server
             self.ts = page.credentials.ts
-        gap = self._gap
-        assert gap is not None
         assert gap.to_ts is not None
         self._gap = None
         self.state = SessionState.POLLING

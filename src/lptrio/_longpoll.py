@@ -1,5 +1,6 @@
 """`LongPoll`: lpcore's session driven over HTTP on trio."""
 
+import dataclasses
 import inspect
 import json
 import logging
@@ -66,8 +67,9 @@ class LongPoll:
     With `checkpoint` set to a file path, the resume point is saved there
     atomically after each delivered batch (and at shutdown), and a new
     `LongPoll` with the same path continues after the last update
-    delivered. An explicit `ts` (with `pts` and `skip`, as in a
-    `lpcore.Checkpoint`) takes precedence over the file.
+    delivered. An explicit `resume` (an `lpcore.Checkpoint`, as
+    `checkpoint()` returns) or `ts` (with `pts` and `skip`) takes
+    precedence over the file.
 
     `loads` decodes poll bodies; ``orjson.loads`` is a faster choice.
 
@@ -97,6 +99,7 @@ class LongPoll:
         raise_handler_errors: bool = False,
         seed: int = 0,
         loads: Callable[[bytes], Any] = json.loads,
+        resume: Checkpoint | None = None,
     ) -> None:
         if ssl_context is None and cafile is not None:
             if not Path(cafile).is_file():
@@ -105,10 +108,14 @@ class LongPoll:
         if not api_url.startswith(("https://", "http://")):
             raise ValueError(f"api_url {api_url!r} must start with https:// or http://")
         self._checkpoint_path = None if checkpoint is None else Path(checkpoint)
-        if ts is None and self._checkpoint_path is not None:
-            saved = read_checkpoint(self._checkpoint_path)
-            if saved is not None:
-                ts, pts, skip = saved.ts, saved.pts, saved.skip
+        if resume is None and ts is not None:
+            resume = Checkpoint(ts=ts, pts=pts, skip=skip)
+        elif resume is not None and (ts is not None or pts is not None or skip):
+            raise ValueError("pass either resume= or ts=, pts= and skip=, not both")
+        elif pts is not None or skip:
+            raise ValueError(f"pts={pts} and skip={skip} need the ts they go with; pass ts too")
+        if resume is None and self._checkpoint_path is not None:
+            resume = read_checkpoint(self._checkpoint_path)
         self._session = Session(
             token,
             mode=mode,
@@ -117,11 +124,9 @@ class LongPoll:
             api_version=api_version,
             api_url=api_url,
             group_id=group_id,
-            ts=ts,
-            pts=pts,
-            skip=skip,
             seed=seed,
             loads=loads,
+            resume=resume,
         )
         self._http = HttpClient(
             ssl_context=ssl_context,
@@ -137,14 +142,9 @@ class LongPoll:
         self._pending: deque[Update] = deque()
         # Where the batch being delivered started, and how much of it is
         # delivered: together they make an exact resume point.
-        self._batch_start: Checkpoint | None = (
-            None if ts is None else Checkpoint(ts=ts, pts=pts, skip=skip)
-        )
+        self._batch_start: Checkpoint | None = resume
         self._batch_end: Checkpoint | None = None
-        self._delivered_in_batch = skip
-        # Whether a part-delivered batch can resume by `skip`: not for
-        # updates recovered from history, which no ts counts.
-        self._batch_by_ts = True
+        self._delivered_in_batch = 0 if resume is None else resume.skip
         self._handed_out = False
         self._saved: Checkpoint | None = None
         self._request_scope: trio.CancelScope | None = None
@@ -202,10 +202,7 @@ class LongPoll:
             return None
         if not self._pending and not self._handed_out and self._batch_end is not None:
             return self._batch_end
-        if not self._batch_by_ts:
-            return self._batch_start
-        start = self._batch_start
-        return Checkpoint(ts=start.ts, pts=start.pts, skip=self._delivered_in_batch)
+        return dataclasses.replace(self._batch_start, skip=self._delivered_in_batch)
 
     # -- handler API ----------------------------------------------------------
 
@@ -340,21 +337,22 @@ class LongPoll:
         for event in events:
             await self._on_event(event)
 
-    def _begin_batch(self, updates: tuple[Update, ...], end: Checkpoint, *, by_ts: bool) -> None:
+    def _begin_batch(self, updates: tuple[Update, ...]) -> None:
         """Queue a batch; until it is delivered, the checkpoint counts into it."""
-        # A resumed consumer's first batch starts at its resume point (with
-        # its skip); every other batch starts at the ts its poll asked from.
-        start = self.checkpoint() or self._poll_start or end
+        # The session's checkpoints before and after the response bound the
+        # batch: a ts (or, during a recovery, a pts) and the updates a
+        # resumed consumer had already handled after it.
+        end = self._session.checkpoint()
+        start = self._poll_start or end
         self._batch_start, self._batch_end = start, end
         self._delivered_in_batch = start.skip
-        self._batch_by_ts = by_ts
         self._pending.extend(updates)
 
     async def _on_event(self, event: SessionEvent) -> None:
         if isinstance(event, UpdatesReceived):
             for handler in self._response_handlers:
                 await self._call(handler, event, code=None)
-            self._begin_batch(event.updates, Checkpoint(ts=event.ts, pts=event.pts), by_ts=True)
+            self._begin_batch(event.updates)
         elif isinstance(event, HistoryRecovered):
             self._log(
                 logging.INFO,
@@ -363,9 +361,7 @@ class LongPoll:
                 event.from_pts,
                 event.new_pts,
             )
-            assert self._session.ts is not None
-            end = Checkpoint(ts=self._session.ts, pts=event.new_pts)
-            self._begin_batch(event.updates, end, by_ts=False)
+            self._begin_batch(event.updates)
         elif isinstance(event, RetryScheduled):
             self._log(
                 logging.WARNING,

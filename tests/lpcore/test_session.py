@@ -5,6 +5,7 @@ returns, replies with a status and body (or reports a transport failure) at a
 virtual time, and checks the events and the next request.
 """
 
+import dataclasses
 import json
 from itertools import pairwise
 from typing import Any
@@ -895,6 +896,83 @@ def test_resume_skip_spans_short_batches() -> None:
     assert [
         u.raw for e in first + second if isinstance(e, UpdatesReceived) for u in e.updates
     ] == [message(4)]
+
+
+# -- resuming inside a recovery ----------------------------------------------------------
+
+
+def recovering_session() -> Session:
+    """Return a session that took the first history page of a failed-1 loss from ts 1000."""
+    session = polling_session(ts=1000, pts=500000)
+    serve(session, failed_reply(1, ts=1300))
+    page = [[4, 5101, 1, 100002], [4, 5102, 1, 100002]]
+    serve(session, history_reply(page, new_pts=500002, more=True))
+    return session
+
+
+def test_checkpoint_inside_recovery_keeps_the_loss() -> None:
+    session = recovering_session()
+
+    assert session.checkpoint() == Checkpoint(
+        ts=1300, pts=500002, skip=0, loss_from_ts=1000, loss_failed=1
+    )
+
+
+def test_resume_inside_recovery_goes_on_with_history() -> None:
+    saved = recovering_session().checkpoint()
+    resumed = Session(TOKEN, resume=saved)
+
+    _, obtained = serve(resumed, server_reply(ts=1400, pts=500060))
+    request, events = serve(
+        resumed, history_reply([[4, 5103, 1, 100002]], new_pts=500003, ts=1310)
+    )
+
+    assert obtained == [ServerObtained(server=SERVER, ts=1300, pts=500002, kept_ts=True)]
+    assert request.params["pts"] == "500002"
+    recovered, lost = events
+    assert isinstance(recovered, HistoryRecovered)
+    assert [update.raw for update in recovered.updates] == [[4, 5103, 1, 100002]]
+    assert isinstance(lost, EventsLost)
+    assert (lost.failed, lost.from_ts, lost.to_ts) == (1, 1000, 1310)
+    assert lost.persistent_recovered
+    assert query_of(take_request(resumed, 0.0))["ts"] == ["1310"]
+
+
+def test_resume_inside_recovered_page_skips_handled_updates() -> None:
+    saved = dataclasses.replace(recovering_session().checkpoint(), pts=500000, skip=1)
+    resumed = Session(TOKEN, resume=saved)
+    serve(resumed, server_reply(ts=1400, pts=500060))
+    page = [[4, 5101, 1, 100002], [4, 5102, 1, 100002]]
+    items = [{"id": 5101, "text": "first"}, {"id": 5102, "text": "second"}]
+    body = json.loads(history_reply(page, new_pts=500002, more=True))
+    body["response"]["messages"] = {"count": 2, "items": items}
+
+    _, events = serve(resumed, json.dumps(body).encode())
+
+    [recovered] = events
+    assert isinstance(recovered, HistoryRecovered)
+    assert [update.raw for update in recovered.updates] == [[4, 5102, 1, 100002]]
+    assert recovered.messages == ({"id": 5102, "text": "second"},)
+
+
+def test_history_gone_after_resume_restarts_at_a_fresh_ts() -> None:
+    # Pages taken before the restart may have delivered events after ts
+    # 1300, so polling must not go back there.
+    resumed = Session(TOKEN, resume=recovering_session().checkpoint())
+    serve(resumed, server_reply(ts=1400, pts=500060))
+
+    assert serve(resumed, api_error(907, "Value of ts or pts is too old"))[1] == []
+    _, events = serve(resumed, server_reply(ts=1500, pts=500090))
+
+    lost = events[-1]
+    assert isinstance(lost, EventsLost)
+    assert (lost.from_ts, lost.to_ts, lost.persistent_recovered) == (1000, 1500, False)
+    assert query_of(take_request(resumed, 0.0))["ts"] == ["1500"]
+
+
+def test_resume_with_both_checkpoint_and_ts_is_misuse() -> None:
+    with pytest.raises(LocalProtocolError, match="not both"):
+        Session(TOKEN, ts=1000, resume=Checkpoint(ts=1000))
 
 
 def test_skip_without_ts_is_misuse() -> None:

@@ -392,6 +392,22 @@ class SessionModel(RuleBasedStateMachine):
             self.client_step(outcome)
             self.check_consumer_view()
 
+    @rule(seed=st.integers(min_value=0, max_value=2**32 - 1))
+    def consumer_restarts(self, seed: int) -> None:
+        """Replace the session with a new one resumed from its checkpoint, as after a crash."""
+        if self.session.ts is None:
+            return
+        checkpoint = self.session.checkpoint()
+        if checkpoint.loss_from_ts is None:
+            # The new session knows of no loss: it polls from the checkpoint's
+            # ts and meets whatever the server has for that ts.
+            self.close_gap()
+        else:
+            assert checkpoint.loss_from_ts == self.gap_from, checkpoint
+        self.session = Session(TOKEN, seed=seed, resume=checkpoint)
+        self.retry_due = None
+        self.requests_without_progress = 0
+
     def server_changed(self) -> None:
         self.requests_without_progress = 0
 
@@ -448,10 +464,6 @@ class SessionModel(RuleBasedStateMachine):
             assert self.gap_from is None, "a poll went out while a loss was unresolved"
             self.gap_from = int(request.params["ts"])
             self.gap_to = reply.get("ts")
-        elif request.kind is RequestKind.API and self.gap_from is not None:
-            # After failed 3, or when history vanished after some pages, the
-            # loss reaches getLongPollServer's ts.
-            self.gap_to = reply["response"]["ts"]
 
     # -- what the consumer receives ---------------------------------------------------------
 
@@ -464,6 +476,10 @@ class SessionModel(RuleBasedStateMachine):
             self.take_loss(event)
         elif isinstance(event, ServerObtained):
             assert event.ts == self.session.ts
+            if not event.kept_ts and self.gap_from is not None:
+                # After failed 3, or when history vanished after some pages,
+                # the loss reaches getLongPollServer's ts.
+                self.gap_to = event.ts
             if self.start_ts is None:
                 self.start_ts = self.checked_up_to = event.ts
         else:

@@ -10,7 +10,15 @@ import trio
 from e2e_helpers import FIXTURES, recorded_updates
 
 from lpcore import Checkpoint, MessageNew, Update, UpdatesReceived
-from lprecord import Exchange, ExchangeKind, FakeServer, FixtureWriter, Header, open_fake_server
+from lprecord import (
+    Exchange,
+    ExchangeKind,
+    FakeServer,
+    Fault,
+    FixtureWriter,
+    Header,
+    open_fake_server,
+)
 from lptrio import LongPoll, TransportError, TransportErrorKind
 
 TOKEN = "fake-token-for-longpoll-tests-0123456789"
@@ -296,3 +304,73 @@ async def test_fresh_consumer_checkpoint_inside_first_batch(
     # The tenth update was handed out but not handled, so it comes again.
     assert checkpoint == Checkpoint(ts=100, pts=None, skip=9)
     assert first_run[:9] + second_run == expected
+
+
+def two_poll_fixture(path: Path, first: list[Any], later: list[Any]) -> Path:
+    """Write a session with pts: `first` arrives at once, `later` 100 s after."""
+    header = Header(lp_version=3, mode=234, wait=25, api_version="5.199", user_id=100001)
+    server = {"key": "<redacted>", "server": "im.vk.com/nim100001", "ts": 100, "pts": 9000}
+    ts = 100 + len(first)
+    exchanges = [
+        (0.0, ExchangeKind.API, "https://api.vk.com/method/messages.getLongPollServer", server),
+        (0.0, ExchangeKind.POLL, "https://im.vk.com/nim100001", {"ts": ts, "updates": first}),
+        (
+            100.0,
+            ExchangeKind.POLL,
+            "https://im.vk.com/nim100001",
+            {"ts": ts + len(later), "pts": 9000 + len(first) + len(later), "updates": later},
+        ),
+    ]
+    with FixtureWriter.create(path, header) as writer:
+        for t, kind, url, reply in exchanges:
+            body = {"response": reply} if kind is ExchangeKind.API else reply
+            writer.append(
+                Exchange(
+                    t=t,
+                    elapsed=0.5,
+                    kind=kind,
+                    method="GET",
+                    url=url,
+                    params={},
+                    status=200,
+                    body=json.dumps(body, separators=(",", ":")).encode(),
+                )
+            )
+    return path
+
+
+async def test_resume_inside_recovered_batch_skips_handled_updates(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    first = [[4, 3001, 1, 100002, 1700000000, "one", {}]]
+    later = [[4, 3000 + n, 1, 100002, 1700000100 + n, f"msg {n}", {}] for n in (2, 3, 4)]
+    fixture = two_poll_fixture(tmp_path / "recovery.jsonl", first, later)
+    async with open_fake_server(fixture) as server:
+        longpoll = client(server)
+        first_run: list[Update] = []
+        async for update in longpoll:
+            first_run.append(update)
+            if len(first_run) == 1:
+                # The later messages arrive while the consumer is busy, and
+                # the next poll hears that the server lost them.
+                await trio.sleep(150)
+                server.inject(Fault.failed(1))
+            if len(first_run) == 3:
+                break
+        checkpoint = longpoll.checkpoint()
+        await longpoll.aclose()
+        assert checkpoint is not None
+
+        resumed = client(server, resume=checkpoint)
+        second_run: list[Update] = []
+        with trio.move_on_after(60):
+            async for update in resumed:
+                second_run.append(update)
+        await resumed.aclose()
+
+    # The third update (message 3003) was handed out but not handled, so
+    # the resumed consumer takes history from the same pts past one update.
+    assert checkpoint == Checkpoint(ts=104, pts=9001, skip=1, loss_from_ts=101, loss_failed=1)
+    handled = first_run[:2] + second_run
+    assert [update.raw[1] for update in handled] == [3001, 3002, 3003, 3004]
+    assert [update.recovered for update in handled] == [False, True, True, True]
