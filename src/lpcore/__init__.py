@@ -43,7 +43,7 @@ from ._session import (
     SessionState,
     UpdatesReceived,
 )
-from ._text import unescape_text
+from ._text import escape_text, unescape_text
 from ._updates import (
     PEER_ACTIVITY_CODES,
     UPDATE_TYPES,
@@ -152,6 +152,7 @@ __all__ = [
     "chat_id_of",
     "chat_peer_id",
     "encode_update",
+    "escape_text",
     "parse_poll_body",
     "parse_update",
     "peer_kind",

@@ -66,14 +66,16 @@ def parse_update(raw: Any, *, mode: Mode = Mode.DEFAULT, version: int = 3) -> Up
 _Reader = Callable[[list[Any]], Update]
 
 
-def _read_layout(cls: type[Update], raw: list[Any]) -> Update:
-    """Read `raw` by `cls._LAYOUT` one slot at a time, building `cls` with its constructor.
+def _read_layout(
+    cls: type[Update], raw: list[Any], layout: tuple[_Slot, ...] | None = None
+) -> Update:
+    """Read `raw` by `layout` (default `cls._LAYOUT`) one slot at a time, with `cls`'s constructor.
 
     This is the reference reader: the fast readers of `_layout_reader` give
     the same result, and call this one for the MalformedUpdate reason when
     their checks fail.
     """
-    layout = cls._LAYOUT
+    layout = cls._LAYOUT if layout is None else layout
     if len(raw) <= cls._REQUIRED:
         names = ", ".join(slot.name for slot in layout[: cls._REQUIRED])
         return MalformedUpdate(
@@ -243,6 +245,36 @@ def _class_reader(cls: type[Update]) -> _Reader:
     return _layout_reader(cls, cls._LAYOUT, cls._REQUIRED, functools.partial(_read_layout, cls))
 
 
+#: The two objects of a message event, which VK leaves out for a mode without 2.
+_OBJECT_SLOTS = frozenset({"additional", "attachments"})
+
+
+def _objectless_layout(cls: type[Update]) -> tuple[_Slot, ...] | None:
+    """Return `cls`'s layout without the two message objects, or None if it has none."""
+    layout = tuple(slot for slot in cls._LAYOUT if slot.name not in _OBJECT_SLOTS)
+    return layout if len(layout) < len(cls._LAYOUT) else None
+
+
+def _message_reader(cls: type[Update], read_with_objects: _Reader) -> _Reader:
+    """Read a message event with its two objects, or without them as a mode without 2 sends it.
+
+    Without mode 2 the documented tuple ends with the text, and `random_id`
+    (mode 128) follows the text directly; an int where the additional-data
+    object belongs tells the two apart.
+    """
+    layout = _objectless_layout(cls)
+    assert layout is not None
+    fallback = functools.partial(_read_layout, cls, layout=layout)
+    read_without_objects = _layout_reader(cls, layout, cls._REQUIRED, fallback)
+
+    def read(raw: list[Any]) -> Update:
+        if len(raw) > 6 and type(raw[6]) is int:
+            return read_without_objects(raw)
+        return read_with_objects(raw)
+
+    return read
+
+
 def _read_documented_edit_slowly(raw: list[Any]) -> Update:
     """Read the documented event 5 slot by slot, as `_read_layout` reads the others."""
     edit = _read_layout(MessageEdit, raw[:6])
@@ -278,8 +310,17 @@ _build_unknown = make_builder(UnknownUpdate, ("code",))
 
 #: The reader of each event code that lpcore has a class for.
 _READERS: dict[int, _Reader] = {
-    **{code: _class_reader(cls) for code, cls in UPDATE_TYPES.items() if code != 5},
-    5: _read_edit,
+    **{
+        code: _class_reader(cls)
+        for code, cls in UPDATE_TYPES.items()
+        if code != 5 and _objectless_layout(cls) is None
+    },
+    **{
+        code: _message_reader(cls, _class_reader(cls))
+        for code, cls in UPDATE_TYPES.items()
+        if code != 5 and _objectless_layout(cls) is not None
+    },
+    5: _message_reader(MessageEdit, _read_edit),
     **dict.fromkeys(PEER_ACTIVITY_CODES, _read_peer_activity),
     114: _read_notification_settings,
     115: _read_extended_call,
@@ -343,9 +384,13 @@ def encode_update(update: Update) -> list[Any]:
     if special is not None:
         return _with_trailing(special, update)
 
+    layout = update._LAYOUT
+    if getattr(update, "additional", 0) is None and getattr(update, "attachments", 0) is None:
+        # Without its objects a message is written as a mode without 2 sends it.
+        layout = _objectless_layout(type(update)) or layout
     wire: list[Any] = [update.code]
     missing: str | None = None
-    for slot in update._LAYOUT:
+    for slot in layout:
         value = getattr(update, slot.name)
         if value is None:
             missing = missing or slot.name

@@ -40,6 +40,7 @@ from lpcore import (
     Mode,
     PeerKind,
     Update,
+    escape_text,
     parse_update,
     peer_kind,
 )
@@ -104,17 +105,6 @@ _offline_flags = _flag_values([1])
 
 
 # -- text ---------------------------------------------------------------------------
-
-
-def escape_text(text: str) -> str:
-    """Escape message text the way VK sends it: ``& < > "`` as entities, newline as ``<br>``.
-
-    ``&`` is escaped first, so the entities the other steps add are not
-    escaped twice. `lpcore.unescape_text` undoes this exactly.
-    """
-    for character, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;")):
-        text = text.replace(character, entity)
-    return text.replace("\n", "<br>")
 
 
 # Characters of any script (emoji included) except control characters and
@@ -288,21 +278,20 @@ _MESSAGE_CODES = (1, 2, 3, 4, 5)
 _FULL_MESSAGE_LENGTH = 11
 
 
-def _message_length_limit(mode: int | None) -> int:
+def _message_length_limit(mode: int | None, *, objects: bool) -> int:
     """Return how many elements a message event may have under `mode`."""
-    if mode is None or (mode & Mode.ATTACHMENTS and mode & Mode.RANDOM_ID):
-        return _FULL_MESSAGE_LENGTH
-    if mode & Mode.ATTACHMENTS:
-        return 8  # up to the attachments object
-    # Without the objects nothing may follow the text: a number at index 6
-    # would stand where the additional-data object belongs.
-    return 6
+    if mode is None or mode & Mode.RANDOM_ID:
+        return _FULL_MESSAGE_LENGTH if objects else _FULL_MESSAGE_LENGTH - 2
+    # Without random_id nothing is known to follow the objects or the text.
+    return 8 if objects else 6
 
 
 @st.composite
 def _message_event(draw: st.DrawFn, code: int, mode: int | None) -> list[Any]:
-    limit = _message_length_limit(mode)
-    if code == 5 and limit >= 8 and draw(st.booleans()):
+    # Without mode 2 VK leaves out both objects, and random_id follows the text.
+    objects = draw(st.booleans()) if mode is None else bool(mode & Mode.ATTACHMENTS)
+    limit = _message_length_limit(mode, objects=objects)
+    if code == 5 and objects and draw(st.booleans()):
         return draw(_documented_edits)
     # Shortened tuples come first, so examples shrink to [code, message_id, flags].
     length = draw(st.integers(min_value=3, max_value=limit))
@@ -311,11 +300,11 @@ def _message_event(draw: st.DrawFn, code: int, mode: int | None) -> list[Any]:
         return raw
     peer_id = draw(_any_peer_ids)
     raw.append(peer_id)
+    object_slots = (_additional_objects(peer_id, edit=code == 5), _any_attachment_objects)
     tail = (
         _timestamps,
         _message_texts,
-        _additional_objects(peer_id, edit=code == 5),
-        _any_attachment_objects,
+        *(object_slots if objects else ()),
         # random_id: 0 when the sender gave none.
         st.one_of(st.just(0), st.integers(-(2**31), _MAX_INT32)),
         # conversation_message_id, which v3 traffic carries undocumented.
@@ -324,7 +313,7 @@ def _message_event(draw: st.DrawFn, code: int, mode: int | None) -> list[Any]:
         st.one_of(st.just(0), _timestamps),
     )
     raw.extend(draw(strategy) for strategy in tail[: length - 4])
-    if length == _FULL_MESSAGE_LENGTH:
+    if length == 4 + len(tail):
         raw.extend(draw(_trailing_elements))
     return raw
 
@@ -509,8 +498,9 @@ def updates(
 
     `codes` limits the event codes (default: all of `UPDATE_CODES`).
     With `mode`, only the layouts a server sends under that mode appear:
-    no message objects without 2, no `random_id` without 128, event 114
-    as an object only with 8, a platform in event 8 only with 64. Without
+    no message objects without 2 (`random_id` then follows the text), no
+    `random_id` without 128, event 114 as an object only with 8, a
+    platform in event 8 only with 64. Without
     `mode`, every layout appears. Raises ValueError for a code outside
     `UPDATE_CODES` (`unknown_updates` generates the others)::
 

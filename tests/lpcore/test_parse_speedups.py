@@ -34,7 +34,7 @@ from lpcore import (
     parse_poll_body,
     parse_update,
 )
-from lpcore._parse import _read_documented_edit_slowly, _read_layout
+from lpcore._parse import _objectless_layout, _read_documented_edit_slowly, _read_layout
 from lpcore._updates import (
     _MEMBER_CACHE_SIZE,
     _cached_members,
@@ -86,7 +86,11 @@ def read_slowly(raw: list[Any]) -> Update:
     """Read a layout event with the slot-by-slot reference readers."""
     if raw[0] == 5 and len(raw) == 7 and type(raw[6]) is dict and looks_like_attachments(raw[6]):
         return _read_documented_edit_slowly(raw)
-    return _read_layout(UPDATE_TYPES[raw[0]], raw)
+    cls = UPDATE_TYPES[raw[0]]
+    objectless = _objectless_layout(cls)
+    if objectless is not None and len(raw) > 6 and type(raw[6]) is int:
+        return _read_layout(cls, raw, layout=objectless)
+    return _read_layout(cls, raw)
 
 
 @st.composite

@@ -413,6 +413,34 @@ def test_dialog_flags_and_unknown_codes() -> None:
     assert unknown == UnknownUpdate(code=999, raw=[999, "unknown", {"x": 1}])
 
 
+@pytest.mark.parametrize("code", [1, 2, 3, 4, 5])
+def test_message_without_objects_reads_random_id(code: int) -> None:
+    # A poll without mode 2 gets no objects, and random_id follows the text.
+    raw = [code, 4410, 1, 100002, 1700000300, "plain", 918273, 77, 0]
+
+    update = parse_update(raw)
+
+    assert not isinstance(update, MalformedUpdate), update
+    assert getattr(update, "additional", "absent") is None
+    assert getattr(update, "attachments", "absent") is None
+    assert getattr(update, "random_id", None) == 918273
+    assert getattr(update, "conversation_message_id", None) == 77
+    assert encode_update(update) == raw
+
+
+def test_message_built_without_objects_encodes_without_them() -> None:
+    update = MessageNew(
+        message_id=4411,
+        flags=MessageFlags.OUTBOX,
+        peer_id=100002,
+        timestamp=1,
+        raw_text="sent",
+        random_id=5,
+    )
+
+    assert encode_update(update) == [4, 4411, 2, 100002, 1, "sent", 5]
+
+
 def test_callback_answer_reads_its_object() -> None:
     answer = {
         "owner_id": -318004,
