@@ -10,20 +10,29 @@ MESSAGE_CODES = frozenset({1, 2, 3, 4, 5})
 NEW_MESSAGE_CODES = frozenset({4, 5})
 
 
+def code_of(raw: Any) -> int | None:
+    """Return the event code of a recorded update, or None when it is not an array
+    that starts with an integer (a recording may hold any JSON value there).
+    """
+    if type(raw) is list and raw and type(raw[0]) is int:
+        return raw[0]
+    return None
+
+
 def history_form(raw: list[Any]) -> list[Any]:
     """Return an update as getLongPollHistory lists it.
 
     Message events keep only ``[code, message_id, flags, peer_id]``, the
     "first three fields" the method's documentation describes.
     """
-    if raw and raw[0] in MESSAGE_CODES:
+    if code_of(raw) in MESSAGE_CODES:
         return raw[:4]
     return raw
 
 
 def message_object(raw: list[Any], *, user_id: int) -> dict[str, Any] | None:
     """Build the messages.getLongPollHistory item for a full message event, if it is one."""
-    if len(raw) < 6 or raw[0] not in NEW_MESSAGE_CODES:
+    if code_of(raw) not in NEW_MESSAGE_CODES or len(raw) < 6:
         return None
     message_id, flags, peer_id, date, text = raw[1:6]
     if not all(type(value) is int for value in (message_id, flags, peer_id, date)):

@@ -4,20 +4,24 @@ It serves the VK API under ``/method/<name>`` and long polls under the
 path its messages.getLongPollServer replies name, over HTTP or HTTPS
 (with a throwaway `trustme` certificate authority). Replies are decided
 by `ReplayEngine`, or by `StrictReplay` in strict mode. This module only
-moves them over trio and performs the injected faults that need I/O:
-stalls, resets, cut and dribbled bodies.
+moves them over trio, wakes held polls when an update is pushed, and
+performs the injected faults that need I/O: stalls, resets, cut and
+dribbled bodies.
 """
 
+import dataclasses
 import os
 import ssl
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 import trustme
+
+from lpcore import Update, encode_update, escape_text
 
 from ._faults import (
     Endpoint,
@@ -32,9 +36,14 @@ from ._fixture import Fixture, read_fixture
 from ._httpserver import BoundAddress, Cut, HttpReply, HttpRequest, Transport, serve_http
 from ._strict import PastEnd, ReceivedRequest, StrictMismatch, StrictReplay
 from ._timeline import DEFAULT_KEY_TTL, Hold, ReplayEngine, Reply, Timeline
+from ._wire import MESSAGE_LAYOUT_CODES, unescaped_characters
 
 _NOT_FOUND = b'{"error":"not found: the fake server serves /method/<name> and the long poll path"}'
 _TEXT_TYPE = "text/plain; charset=utf-8"
+# Index of the text in a message-layout update array.
+_TEXT_INDEX = 5
+
+_T = TypeVar("_T")
 
 
 class FakeServer:
@@ -45,9 +54,32 @@ class FakeServer:
     and asyncio code). Binds to 127.0.0.1 unless given another host.
 
     `faults` schedules injected faults, and `inject` adds more while
-    serving. With `strict=True` the server instead replays the recorded
-    exchanges in order. It stops with a `StrictMismatch` at the first
-    request that differs from the recorded one. Strict mode takes no faults.
+    serving. `push` adds an update while serving. With `strict=True` the
+    server instead replays the recorded exchanges in order. It stops with a
+    `StrictMismatch` at the first request that differs from the recorded
+    one. Strict mode takes no faults and no pushed updates.
+
+    Each poll reply is written for the poll's `mode`. A poll that sends the
+    fixture's mode gets the recorded arrays unchanged. A poll whose mode
+    lacks a bit that the recording had gets the arrays VK sends without it:
+    no additional-data and attachments objects without 2 (`random_id` then
+    follows the text), no events 114, 115 and 119 without 8, 0 as event 8's
+    `extra` without 64, no `random_id` without 128, and no `pts` without 32.
+    Bits that the recording lacked cannot be added, so such a poll gets the
+    arrays as recorded. Recorded text is served as recorded, already
+    escaped by VK.
+
+    A call to an API method other than the long poll ones gets the recorded
+    reply when the fixture contains a call to that method (the one with the
+    same parameters if there is one), else a reply from this default set,
+    else VK's error 3, "Unknown method passed":
+
+    * ``users.get``: fake names ("Test User") for the ids in `user_ids`, or
+      for the recorded account when none is given.
+    * ``groups.getById``: fake names for the ids in `group_ids`, or for the
+      community of the recorded session (its messages.getLongPollServer
+      `group_id`) when none is given.
+    * ``utils.getServerTime``: `server_time()`, the virtual clock.
     """
 
     def __init__(
@@ -82,6 +114,9 @@ class FakeServer:
         self._faults = FaultInjector(faults or FaultSchedule())
         self._engine: ReplayEngine | None = None
         self._strict_replay: StrictReplay | None = None
+        self._trio_token: trio.lowlevel.TrioToken | None = None
+        # Set and replaced on every push, to wake the held polls.
+        self._pushed = trio.Event()
 
     @property
     def tls(self) -> bool:
@@ -131,6 +166,54 @@ class FakeServer:
             raise RuntimeError("strict mode replays the recorded replies and takes no faults")
         return self._faults.add_next(fault, Endpoint(on))
 
+    def push(self, update: Update | list[Any], *, text: str | None = None) -> int:
+        """Add `update` to the replay: it becomes available at once, after the due updates.
+
+        `update` is an `lpcore.Update` or an update array. Its array is served
+        as given, for consumers that poll with every mode bit, and is gated
+        for those that poll with fewer (see the class docstring). A message
+        event's text is the text as VK sends it: `raw_text` of a typed update
+        or element 5 of an array. `text` instead gives the text as a user
+        typed it, and the server escapes it the way VK does: ``& < > "`` as
+        entities and newlines as ``<br>``.
+
+        Returns the update's `ts`. Can be called from the server's trio task,
+        another trio task of its loop, or another thread (a server run by
+        `run_fake_server_in_thread`). Raises RuntimeError before a consumer
+        has called messages.getLongPollServer, and ValueError for a message
+        text that VK would have escaped but is not.
+        """
+        if self.strict:
+            raise RuntimeError("strict mode replays the recorded replies and takes no updates")
+        raw = _wire_array(update, text)
+        return self._in_server_loop(lambda: self._push_now(raw))
+
+    def server_time(self) -> int:
+        """Return the server's virtual clock in Unix seconds, as utils.getServerTime does.
+
+        It starts at the recorded session's start time and runs at the replay's speed.
+        """
+        return self._in_server_loop(lambda: self.engine.server_time(trio.current_time()))
+
+    def _push_now(self, raw: list[Any]) -> int:
+        ts = self.engine.push(raw, trio.current_time())
+        self._pushed.set()
+        self._pushed = trio.Event()
+        return ts
+
+    def _in_server_loop(self, function: Callable[[], _T]) -> _T:
+        """Run `function` in the server's trio loop, from that loop or another thread."""
+        token = self._trio_token
+        if token is None:
+            raise RuntimeError("the fake server is not serving yet; start it with serve()")
+        try:
+            current = trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            current = None
+        if current is token:
+            return function()
+        return trio.from_thread.run_sync(function, trio_token=token)
+
     def client_ssl_context(self) -> ssl.SSLContext:
         """Return a client context that trusts this server's certificate authority."""
         if self.ca is None:
@@ -164,6 +247,7 @@ class FakeServer:
                 )
             )
             self.port = bound.port
+            self._trio_token = trio.lowlevel.current_trio_token()
             # VK names its long poll server as host:port/path with no
             # scheme, which clients read as HTTPS; a plain fake must say so.
             base = f"{self.host}:{bound.port}" if self.tls else f"http://{self.host}:{bound.port}"
@@ -218,7 +302,9 @@ class FakeServer:
                     f"replay engine asked to hold until {decision.until}, "
                     f"which is not after now ({now})"
                 )
-            await trio.sleep_until(decision.until)
+            pushed = self._pushed
+            with trio.move_on_at(decision.until):
+                await pushed.wait()
 
     async def _perform(self, fault: Fault, endpoint: Endpoint, request: HttpRequest) -> HttpReply:
         """Build the reply to a request that got `fault`, performing the fault."""
@@ -257,6 +343,40 @@ class FakeServer:
         # replayed as a reset after the headers, which any client reports as a failure.
         # A reset before the headers could instead make a client resend silently.
         return HttpReply(body=b"\n", transport=Transport(cut=Cut.IN_BODY, reset=True))
+
+
+def _wire_array(update: Update | list[Any], text: str | None) -> list[Any]:
+    """Return the update array to push, with `text` escaped into a message event."""
+    if text is not None and isinstance(update, Update) and hasattr(update, "raw_text"):
+        # Set before encoding, so that the fields after the text may be set too. The
+        # message event classes have `raw_text`; the Update base class does not.
+        changes: dict[str, Any] = {"raw_text": escape_text(text)}
+        update = dataclasses.replace(update, **changes)
+        text = None
+    # A copy, because encode_update returns the `raw` list of an UnknownUpdate itself.
+    raw = list(update) if isinstance(update, list) else list(encode_update(update))
+    code = raw[0] if raw and type(raw[0]) is int else None
+    if text is not None:
+        if code not in MESSAGE_LAYOUT_CODES or len(raw) < _TEXT_INDEX:
+            raise ValueError(
+                f"text is only for message events (codes {sorted(MESSAGE_LAYOUT_CODES)}) "
+                f"that have the fields before the text, got {raw!r}"
+            )
+        escaped = escape_text(text)
+        if len(raw) == _TEXT_INDEX:
+            raw.append(escaped)
+        else:
+            raw[_TEXT_INDEX] = escaped
+        return raw
+
+    if code in MESSAGE_LAYOUT_CODES and len(raw) > _TEXT_INDEX and type(raw[_TEXT_INDEX]) is str:
+        unescaped = unescaped_characters(raw[_TEXT_INDEX])
+        if unescaped:
+            raise ValueError(
+                f"message text {raw[_TEXT_INDEX]!r} contains {unescaped!r}, which VK sends "
+                "escaped; pass the text as typed with push(update, text=...) to have it escaped"
+            )
+    return raw
 
 
 def _http_reply(reply: Reply, transport: Transport | None = None) -> HttpReply:

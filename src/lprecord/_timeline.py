@@ -11,22 +11,29 @@ time. Updates get consecutive `ts` numbers from the recorded starting
 `ts`, because a long poll server's `ts` is an event counter.
 
 The engine also decides which injected fault (see `_faults`) a request
-gets, and builds the replies of the faults that replace a reply.
+gets, and builds the replies of the faults that replace a reply. Each poll
+reply is written for the consumer's `mode` (see `_wire`), and `_api`
+handles the API methods other than the long poll ones.
 """
 
 import dataclasses
+import datetime
+import email.utils
 import hashlib
 import http
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from lpcore import Mode
 
+from ._api import Account, ApiFailure, RecordedApi, RecordedCall, default_result, recorded_calls
 from ._faults import Endpoint, Fault, FaultInjector, FaultKind, FiredFault
-from ._fixture import ExchangeKind, Fixture
-from ._history import history_form, message_object
+from ._fixture import Exchange, ExchangeKind, Fixture
+from ._history import code_of, history_form, message_object
+from ._wire import MESSAGE_LAYOUT_CODES, OMITTED, gate_update
 
 #: The server keeps this many recent events for ts-based polling; an older
 #: (or a future) ts gets ``{"failed": 1, "ts": newest}``.
@@ -37,6 +44,8 @@ DEFAULT_KEY_TTL = 3600.0
 DEFAULT_MAX_VERSION = 19
 #: Events per getLongPollHistory page when `events_limit` is not given (VK's default).
 HISTORY_EVENTS_LIMIT = 1000
+#: The Unix time of the recorded start when the fixture gives no clue to it (a fake value).
+DEFAULT_CLOCK_ORIGIN = 1_700_000_000
 
 #: Codes of events VK keeps permanently; each advances `pts`. Typing,
 #: presence and counter events do not.
@@ -50,10 +59,13 @@ _API_PREFIX = "/method/"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TimedUpdate:
-    """A recorded update and when it became available (seconds from the start)."""
+    """A recorded update, when it became available (seconds from the start), and the
+    `mode` of the poll that received it.
+    """
 
     due: float
     raw: list[Any]
+    mode: int = int(Mode.DEFAULT)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +91,13 @@ class Timeline:
     user_id: int
     updates: tuple[TimedUpdate, ...]
     replies: tuple[TimedReply, ...]
+    #: The community whose messages the session received (the `group_id` of its
+    #: messages.getLongPollServer call), or None for a user's own messages.
+    group_id: int | None = None
+    #: Recorded calls to API methods other than the long poll ones.
+    api_calls: tuple[RecordedCall, ...] = ()
+    #: The Unix time at the recorded start, which the server's virtual clock counts from.
+    clock_origin: int = DEFAULT_CLOCK_ORIGIN
 
     @classmethod
     def from_fixture(cls, fixture: Fixture) -> "Timeline":
@@ -89,7 +108,9 @@ class Timeline:
         start: float | None = None
         initial_ts: int | None = None
         initial_pts: int | None = None
+        group_id: int | None = None
         server = ""
+        dated_origin: int | None = None
         updates: list[TimedUpdate] = []
         replies: list[TimedReply] = []
 
@@ -105,6 +126,8 @@ class Timeline:
                     initial_ts = _as_int(result.get("ts"))
                     initial_pts = _as_int(result.get("pts"))
                     server = str(result.get("server", ""))
+                    group_id = _as_int(exchange.params.get("group_id", "")) or None
+                    dated_origin = _date_of(exchange)
             elif (
                 exchange.kind is ExchangeKind.POLL
                 and start is not None
@@ -117,7 +140,14 @@ class Timeline:
                     failed=None,
                     content_type=dict(exchange.headers).get("content-type", _JSON_TYPE),
                 )
-                _add_poll_reply(recorded, exchange.json_body(), updates, replies)
+                mode = _as_int(exchange.params.get("mode", ""))
+                _add_poll_reply(
+                    recorded,
+                    exchange.json_body(),
+                    fixture.header.mode if mode is None else mode,
+                    updates,
+                    replies,
+                )
 
         if start is None or initial_ts is None:
             raise ValueError(
@@ -130,17 +160,24 @@ class Timeline:
             user_id=fixture.header.user_id or _user_id_from_server(server),
             updates=tuple(updates),
             replies=tuple(replies),
+            group_id=group_id,
+            api_calls=recorded_calls(fixture),
+            clock_origin=_clock_origin(dated_origin, updates),
         )
 
 
 def _add_poll_reply(
-    recorded: TimedReply, reply: Any, updates: list[TimedUpdate], replies: list[TimedReply]
+    recorded: TimedReply,
+    reply: Any,
+    mode: int,
+    updates: list[TimedUpdate],
+    replies: list[TimedReply],
 ) -> None:
     """File a recorded poll reply as updates, or as a reply to serve verbatim once."""
     if recorded.status == 200 and isinstance(reply, dict) and "failed" not in reply:
         batch = reply.get("updates")
         if isinstance(batch, list) and "ts" in reply:
-            updates.extend(TimedUpdate(due=recorded.due, raw=raw) for raw in batch)
+            updates.extend(TimedUpdate(due=recorded.due, raw=raw, mode=mode) for raw in batch)
             return
     failed = reply.get("failed") if isinstance(reply, dict) else None
     replies.append(dataclasses.replace(recorded, failed=failed if type(failed) is int else None))
@@ -155,7 +192,8 @@ def _response_object(reply: Any) -> dict[str, Any] | None:
 def _as_int(value: Any) -> int | None:
     if type(value) is int:
         return value
-    if type(value) is str and value.isdigit():
+    # isdigit() alone also accepts digits such as "²" that int() rejects.
+    if type(value) is str and value.isascii() and value.isdigit():
         return int(value)
     return None
 
@@ -163,6 +201,37 @@ def _as_int(value: Any) -> int | None:
 def _user_id_from_server(server: str) -> int:
     match = _NIM.search(server)
     return int(match.group(1)) if match else 1
+
+
+def _date_of(exchange: Exchange) -> int | None:
+    """Return the Unix time at which `exchange` was sent, from its reply's Date header."""
+    date = dict(exchange.headers).get("date")
+    if date is None:
+        return None
+    try:
+        sent = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError):
+        return None
+    if sent.tzinfo is None:
+        # RFC 9110 dates are in GMT; parsedate_to_datetime leaves "-0000" ones naive.
+        sent = sent.replace(tzinfo=datetime.UTC)
+    return round(sent.timestamp() - exchange.elapsed)
+
+
+def _clock_origin(dated_origin: int | None, updates: list[TimedUpdate]) -> int:
+    """Return the Unix time at the recorded start.
+
+    The recorded Date header gives it. Without one, the first message event's
+    timestamp minus its due time is close to it (VK stamps a message when it
+    is sent, which is before the poll reply that carries it completes).
+    """
+    if dated_origin is not None:
+        return dated_origin
+    for update in updates:
+        raw = update.raw
+        if code_of(raw) in MESSAGE_LAYOUT_CODES and len(raw) > 4 and type(raw[4]) is int:
+            return raw[4] - math.floor(update.due)
+    return DEFAULT_CLOCK_ORIGIN
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -220,6 +289,9 @@ class ReplayEngine:
     path: ``127.0.0.1:8080`` for HTTPS (VK's own form, no scheme) or
     ``http://127.0.0.1:8080`` for a plain HTTP fake. `speed` divides every
     recorded time: 2.0 replays twice as fast.
+
+    `push` adds updates after the recorded ones that are due. Poll replies
+    are written for the `mode` of each poll (see `_wire.gate_update`).
     """
 
     timeline: Timeline
@@ -232,6 +304,13 @@ class ReplayEngine:
     _start: float | None = None
     _keys: dict[str, _Key] = field(default_factory=dict)
     _served_replies: int = 0
+    #: The recorded updates and the pushed ones, ordered by due time.
+    _updates: list[TimedUpdate] = field(init=False)
+    _recorded_api: RecordedApi = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._updates = list(self.timeline.updates)
+        self._recorded_api = RecordedApi(self.timeline.api_calls)
 
     @property
     def server_path(self) -> str:
@@ -254,7 +333,7 @@ class ReplayEngine:
         if self._start is None:
             return 0
         count = 0
-        for update in self.timeline.updates:
+        for update in self._updates:
             if self._at(update.due) > now:
                 break
             count += 1
@@ -268,9 +347,7 @@ class ReplayEngine:
         if self.timeline.initial_pts is None:
             return None
         count = self._available(now)
-        persistent = sum(
-            1 for u in self.timeline.updates[:count] if u.raw and u.raw[0] in PERSISTENT_CODES
-        )
+        persistent = sum(1 for u in self._updates[:count] if code_of(u.raw) in PERSISTENT_CODES)
         return self.timeline.initial_pts + persistent
 
     # -- injected faults --------------------------------------------------------
@@ -353,7 +430,53 @@ class ReplayEngine:
             return Reply(status=200, body=_json({"response": credentials}))
         if method == "messages.getLongPollHistory" and self._start is not None:
             return self._history(params, now)
+        recorded = self._recorded_api.answer(method, params)
+        if recorded is not None:
+            return Reply(
+                status=recorded.status, body=recorded.body, content_type=recorded.content_type
+            )
+        account = Account(
+            user_id=self.timeline.user_id,
+            group_id=self.timeline.group_id,
+            server_time=self.server_time(now),
+        )
+        result = default_result(method, params, account)
+        if isinstance(result, ApiFailure):
+            return _api_error(result.code, result.message, method)
+        if result is not None:
+            return Reply(status=200, body=_json({"response": result}))
         return _api_error(3, "Unknown method passed", method)
+
+    def server_time(self, now: float) -> int:
+        """Return the Unix time on the server's virtual clock, which runs at `speed`
+        from the recorded start's time (`Timeline.clock_origin`).
+        """
+        if self._start is None:
+            return self.timeline.clock_origin
+        return self.timeline.clock_origin + math.floor((now - self._start) * self.speed)
+
+    # -- updates added while serving --------------------------------------------
+
+    def push(self, raw: list[Any], now: float, *, mode: int = int(Mode.DEFAULT)) -> int:
+        """Add an update that becomes available at `now`, after every update due by then.
+
+        `mode` is the mode the array is written for; polls with fewer bits get
+        it gated like a recorded one. Returns the update's `ts`. Raises
+        RuntimeError before the first messages.getLongPollServer call, because
+        the `ts` that call returns would already count the update, so no
+        consumer would ever receive it.
+        """
+        if self._start is None:
+            raise RuntimeError(
+                "no consumer has called messages.getLongPollServer yet, so a pushed update "
+                "would never reach one; push after the consumer has connected"
+            )
+        due = (now - self._start) * self.speed
+        # _at(due) may round to just after `now`; step down until the update is available.
+        while self._at(due) > now:
+            due = math.nextafter(due, -math.inf)
+        self._updates.insert(self._available(now), TimedUpdate(due=due, raw=raw, mode=mode))
+        return self.newest_ts(now)
 
     def _credentials(self, now: float, *, with_pts: bool) -> dict[str, Any]:
         """Issue a new key, with the server, the newest ts and (if asked) pts."""
@@ -392,8 +515,8 @@ class ReplayEngine:
         limit = max(_as_int(params.get("events_limit", "")) or HISTORY_EVENTS_LIMIT, 1)
         persistent = [
             u.raw
-            for u in self.timeline.updates[: self._available(now)]
-            if u.raw and u.raw[0] in PERSISTENT_CODES
+            for u in self._updates[: self._available(now)]
+            if code_of(u.raw) in PERSISTENT_CODES
         ]
         skipped = since - self.timeline.initial_pts
         page = persistent[skipped : skipped + limit]
@@ -445,13 +568,23 @@ class ReplayEngine:
         return Hold(until=min(deadline, self._next_due(now)))
 
     def _updates_reply(self, ts: int, newest: int, params: dict[str, str], now: float) -> Reply:
+        """Serve the updates after `ts`, written for the poll's mode.
+
+        Updates that the mode leaves out still count in `ts`, so a reply may
+        carry a new `ts` and fewer updates, or none.
+        """
         first = max(0, ts - self.timeline.initial_ts)
         last = newest - self.timeline.initial_ts
+        # VK's documentation does not say how it reads an invalid mode; it counts as 0 here.
+        mode = _as_int(params.get("mode", "")) or 0
         body: dict[str, Any] = {"ts": newest}
         pts = self._pts(now)
-        if pts is not None and int(params.get("mode", "0") or 0) & Mode.PTS:
+        if pts is not None and mode & Mode.PTS:
             body["pts"] = pts
-        body["updates"] = [u.raw for u in self.timeline.updates[first:last]]
+        served = (
+            gate_update(u.raw, recorded=u.mode, requested=mode) for u in self._updates[first:last]
+        )
+        body["updates"] = [raw for raw in served if raw is not OMITTED]
         return Reply(status=200, body=_json(body))
 
     def _due_reply(self, ts: int, now: float) -> Reply | None:
@@ -466,9 +599,7 @@ class ReplayEngine:
         recorded = self.timeline.replies[self._served_replies]
         if self._at(recorded.due) > now:
             return None
-        undelivered = self.timeline.updates[
-            max(0, ts - self.timeline.initial_ts) : self._available(now)
-        ]
+        undelivered = self._updates[max(0, ts - self.timeline.initial_ts) : self._available(now)]
         if any(u.due <= recorded.due for u in undelivered):
             return None
 
@@ -486,7 +617,7 @@ class ReplayEngine:
         """Return the server time at which the next update or recorded reply becomes due."""
         if self._start is None:
             return float("inf")
-        pending = [self._at(u.due) for u in self.timeline.updates[self._available(now) :][:1]]
+        pending = [self._at(u.due) for u in self._updates[self._available(now) :][:1]]
         pending += [self._at(r.due) for r in self.timeline.replies[self._served_replies :][:1]]
         later = [moment for moment in pending if moment > now]
         return min(later, default=float("inf"))
