@@ -15,7 +15,8 @@ from typing import Any
 
 from ._text import unescape_text
 
-_ATTACHMENT_TYPE_KEY = re.compile(r"attach(\d+)_type")
+# ASCII digits only: int() also reads other scripts' digits, which no key uses.
+_ATTACHMENT_TYPE_KEY = re.compile(r"attach([0-9]+)_type")
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -174,21 +175,23 @@ class Attachments(_ObjectView):
     @property
     def items_list(self) -> list[Attachment]:
         """The numbered attachments in order of their number."""
+        # The number's own spelling names its keys: "attach02_type" goes
+        # with "attach02", not "attach2".
         numbers = sorted(
-            int(match.group(1))
+            (int(match.group(1)), match.group(1))
             for key in self.raw
             if (match := _ATTACHMENT_TYPE_KEY.fullmatch(key)) is not None
         )
-        return [self._attachment(number) for number in numbers]
+        return [self._attachment(number, spelling) for number, spelling in numbers]
 
-    def _attachment(self, number: int) -> Attachment:
-        prefix = f"attach{number}_"
+    def _attachment(self, number: int, spelling: str) -> Attachment:
+        prefix = f"attach{spelling}_"
         fields = {
             key.removeprefix(prefix): value
             for key, value in self.raw.items()
             if key.startswith(prefix) and key != f"{prefix}type" and type(value) is str
         }
-        attachment_id = self.raw.get(f"attach{number}")
+        attachment_id = self.raw.get(f"attach{spelling}")
         return Attachment(
             number=number,
             type=str(self.raw[f"{prefix}type"]),

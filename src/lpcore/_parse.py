@@ -481,7 +481,8 @@ def parse_poll_body(
     if type(updates) is not list:
         raise RemoteProtocolError(f"'updates' must be an array, got {_kind(updates)}", body)
     ts = read_counter(reply, "ts", body)
-    assert ts is not None  # 'ts' is present, checked above
+    if ts is None:
+        raise RemoteProtocolError("'ts' is null; a poll reply needs the ts to go on from", body)
     return PollResult(ts=ts, updates=tuple(updates), pts=read_counter(reply, "pts", body))
 
 

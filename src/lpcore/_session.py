@@ -67,6 +67,9 @@ SLOW_RETRY_DELAY = 60.0
 #: After this many failed polls in a row the key is refreshed (ts kept),
 #: in case the server stopped accepting it.
 FAILURES_BEFORE_REFRESH = 3
+#: The shortest wait before asking for another key when the last one was
+#: rejected before any poll with it succeeded.
+FRESH_KEY_RETRY_DELAY = 1.0
 
 #: getLongPollHistory errors that mean the history asked for is gone:
 #: pts too old (907), pts too new (908), drop the device cache (990).
@@ -340,7 +343,12 @@ class Session:
         self._in_flight: Request | None = None
         self._not_before: float | None = None
         self._not_before_reason = ""
+        # Keys rejected in a row before any poll with them succeeded.
         self._failures = 0
+        # Whether a poll with the current key has succeeded.
+        self._key_proven = False
+        # Failed polls since the last success or the last new key.
+        self._poll_failures = 0
         self._retries = 0
         self._last_delay = 0.0
         self._stop_error: Exception | None = None
@@ -518,7 +526,9 @@ class Session:
         except RemoteProtocolError as error:
             return self._retry(str(error), now)
 
-        self._key, self.server = info.key, info.server
+        self._key, self.server = info.key, self._secured(info.server)
+        self._key_proven = False
+        self._poll_failures = 0
         kept_ts = self._keep_ts and self.ts is not None
         self._keep_ts = True
         if kept_ts:
@@ -540,13 +550,27 @@ class Session:
         recovery = self._start_recovery(new_pts=info.pts)
         return [self._obtained(info, kept_ts=False), *recovery]
 
+    def _secured(self, server: str) -> str:
+        """Return `server` with an ``http://`` scheme made ``https://`` for an HTTPS API.
+
+        A session whose API calls use TLS must not send its key in clear to
+        port 80 because a server value came with ``http://``. Only a session
+        whose `api_url` is plain HTTP itself (a local test server) polls over
+        plain HTTP.
+        """
+        if server[:7].lower() == "http://" and self.api_url.startswith("https://"):
+            return "https://" + server[7:]
+        return server
+
     def _obtained(self, info: ServerInfo, *, kept_ts: bool) -> ServerObtained:
         assert self.ts is not None
-        return ServerObtained(server=info.server, ts=self.ts, pts=self.pts, kept_ts=kept_ts)
+        return ServerObtained(
+            server=self.server or info.server, ts=self.ts, pts=self.pts, kept_ts=kept_ts
+        )
 
     def _on_poll_reply(self, status: int, body: bytes, now: float) -> list[SessionEvent]:
         if status != 200:
-            return self._retry(f"poll returned HTTP {status}", now)
+            return self._retry(f"poll returned HTTP {status}: {_preview(body)}", now)
         try:
             reply = parse_poll_body(body, loads=self._loads)
         except RemoteProtocolError as error:
@@ -558,6 +582,7 @@ class Session:
 
     def _on_updates(self, reply: PollResult) -> list[SessionEvent]:
         self._succeeded()
+        self._key_proven = True
         if reply.pts is not None:
             self.pts = reply.pts
         elif reply.ts != self.ts:
@@ -578,6 +603,7 @@ class Session:
 
     def _succeeded(self) -> None:
         self._failures = 0
+        self._poll_failures = 0
         self._retries = 0
         self._last_delay = 0.0
 
@@ -692,7 +718,8 @@ class Session:
 
         if page.credentials is not None:
             self._key = page.credentials.key
-            self.server = page.credentials.server
+            self._key_proven = False
+            self.server = self._secured(page.credentials.server)
             self.ts = page.credentials.ts
         assert gap.to_ts is not None
         self._gap = None
@@ -713,22 +740,38 @@ class Session:
         return [recovered, rest]
 
     def _refresh(self, *, keep_ts: bool, reason: str, now: float) -> list[SessionEvent]:
+        proven = self._key_proven
         self.state = SessionState.NEED_SERVER
         self._key = None
         self._keep_ts = keep_ts
-        self._failures += 1
-        if self._failures == 1:
+        if proven:
+            # A key that served polls has run its course: ask for the next at once.
+            self._failures = 0
             return []
-        # The fresh key failed again before a single poll succeeded (for
-        # example, it was issued to another egress IP): wait before asking
-        # for yet another key instead of spinning on getLongPollServer.
-        return self._retry(reason, now)
+        self._failures += 1
+        if not keep_ts:
+            # failed 3 is about the server, not the key: the first new key
+            # comes at once, and only a repeat waits.
+            return [] if self._failures == 1 else self._retry(reason, now)
+        # The key was rejected before a single poll with it succeeded.
+        # VK binds a key to the address that requested it, so the likely
+        # cause is an API call and a poll leaving through different egress
+        # addresses, and asking again at full speed would only burn the
+        # method's rate limit.
+        reason = (
+            f"{reason} with a fresh key, {self._failures} time(s) in a row; VK binds a key to "
+            "the IP address that requested it, so send API calls and polls through the same "
+            "proxy or address"
+        )
+        return self._retry(reason, now, floor=FRESH_KEY_RETRY_DELAY)
 
     def _retry(self, reason: str, now: float, *, floor: float = 0.0) -> "_Retry":
         self._retries += 1
-        if self.state is SessionState.POLLING and self._retries >= FAILURES_BEFORE_REFRESH:
-            self.state = SessionState.NEED_SERVER
-            self._keep_ts = True
+        if self.state is SessionState.POLLING:
+            self._poll_failures += 1
+            if self._poll_failures >= FAILURES_BEFORE_REFRESH:
+                self.state = SessionState.NEED_SERVER
+                self._keep_ts = True
         # Within one run of failures a delay never shrinks, even after a
         # long pause that a rate-limit error (29) imposed.
         delay = max(floor, self._last_delay, self._backoff.delay(self._retries, seed=self._seed))
@@ -746,6 +789,12 @@ class Session:
             raise LocalProtocolError(
                 f"the session stopped after {self._stop_error!r}; create a new one"
             )
+
+
+def _preview(body: bytes) -> str:
+    """Return the start of a body for a message: at most 100 bytes, whitespace collapsed."""
+    text = " ".join(body[:100].decode("utf-8", "replace").split())
+    return repr(text + ("..." if len(body) > 100 else ""))
 
 
 class _Retry(list[SessionEvent]):

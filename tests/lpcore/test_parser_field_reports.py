@@ -10,7 +10,7 @@ from typing import Any
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 
 from lpcore import (
     PEER_ACTIVITY_CODES,
@@ -447,12 +447,6 @@ def test_broken_nested_values_read_as_none(broken: Any) -> None:
     assert after.text == "ok"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="Attachments.items_list rebuilds the key as attach<int(N)>_type, which misses a "
-    "key numbered with a leading zero and raises KeyError",
-)
 def test_attachment_number_with_leading_zero() -> None:
     """An odd attachment number must not make items_list raise, as its readers promise."""
     data = Attachments(
@@ -626,9 +620,6 @@ ENVELOPE_KEYS = ["ts", "updates", "failed", "pts", "error", "min_version", "max_
 @given(st.dictionaries(st.sampled_from(ENVELOPE_KEYS), ENVELOPE_VALUES))
 def test_envelope_raises_only_protocol_error(reply: dict[str, Any]) -> None:
     """Any mix of envelope keys and value types gives a result or RemoteProtocolError only."""
-    # NOTE: a null ts beside an updates array is left out while it raises
-    # AssertionError; test_null_ts_is_protocol_error covers it.
-    assume(not (reply.get("ts", 0) is None and "failed" not in reply and "updates" in reply))
     try:
         result = parse_poll_body(json.dumps(reply).encode())
     except RemoteProtocolError:
@@ -637,12 +628,6 @@ def test_envelope_raises_only_protocol_error(reply: dict[str, Any]) -> None:
     assert isinstance(result, PollResult | Failed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="parse_poll_body asserts that read_counter found a ts, which fails on a null ts, so "
-    "AssertionError escapes Session.receive_response instead of a retry",
-)
 def test_null_ts_is_protocol_error() -> None:
     """A reply with a null ts must be a RemoteProtocolError and a retry, not a crash."""
     session, _ = poll_through_session([], new_ts=5160)

@@ -335,6 +335,7 @@ def test_failed_1_with_string_ts() -> None:
 
 def test_failed_2_refreshes_key_and_keeps_ts() -> None:
     session = polling_session(ts=1000, pts=500000)
+    serve(session, poll_reply(1000, pts=500000))
 
     _, events = serve(session, failed_reply(2, error="fake error text"))
 
@@ -348,7 +349,7 @@ def test_failed_2_refreshes_key_and_keeps_ts() -> None:
     request = take_request(session, 0.0)
     assert query_of(request)["key"] == [SECOND_KEY]
     assert query_of(request)["ts"] == ["1000"]
-    updates = [message(message_id) for message_id in range(5061, 5066)]
+    updates = [message(message_id) for message_id in range(6171, 6176)]
     events = session.receive_response(request, 200, poll_reply(1005, updates), 0.0)
 
     [received] = events
@@ -477,7 +478,7 @@ def test_transport_failure_keeps_ts_and_key() -> None:
     assert request.kind is RequestKind.POLL
     assert query_of(request)["key"] == [KEY]
     assert query_of(request)["ts"] == ["100"]
-    updates = [message(5081), message(5082), message(5083)]
+    updates = [message(6281), message(6282), message(6283)]
     events = session.receive_response(request, 200, poll_reply(103, updates), 5.0 + retry.delay)
     [received] = events
     assert isinstance(received, UpdatesReceived)
@@ -538,30 +539,30 @@ def test_three_failed_polls_refresh_key_keep_ts() -> None:
 
 
 def test_failure_delays_are_capped_and_reset() -> None:
-    policy = BackoffPolicy(initial=0.1, maximum=60.0)
+    policy = BackoffPolicy(initial=0.2, maximum=45.0)
     session = polling_session(ts=11, backoff=policy)
     now = 0.0
     delays: list[float] = []
     request_times: list[float] = []
 
-    for _ in range(30):
+    for _ in range(24):
         request_times.append(now)
         _, events = fail(session, now, "connection refused")
         delays.append(retry_of(events).delay)
         now = due_time(session, now)
         assert session.ts == 11
 
-    assert 0.1 <= delays[0] <= 0.1 * (1 + policy.jitter)
+    assert 0.2 <= delays[0] <= 0.2 * (1 + policy.jitter)
     assert all(earlier <= later for earlier, later in pairwise(delays))
-    assert max(delays) == 60.0
-    assert delays[-1] == 60.0
-    assert all(later - earlier >= 0.1 for earlier, later in pairwise(request_times))
+    assert max(delays) == 45.0
+    assert delays[-1] == 45.0
+    assert all(later - earlier >= 0.2 for earlier, later in pairwise(request_times))
 
     serve(session, server_reply(ts=500), now=now)
     serve(session, poll_reply(12), now=now)
     _, events = fail(session, now, "connection refused")
 
-    assert 0.1 <= retry_of(events).delay <= 0.1 * (1 + policy.jitter)
+    assert 0.2 <= retry_of(events).delay <= 0.2 * (1 + policy.jitter)
     assert retry_of(events).attempt == 1
 
 
@@ -633,6 +634,7 @@ def test_transient_api_errors_never_spin() -> None:
 
 def test_delay_after_rate_limit_does_not_shrink() -> None:
     session = polling_session(ts=1000)
+    serve(session, poll_reply(1000))
     serve(session, failed_reply(2))
     now = 0.0
     delays: list[float] = []
@@ -647,7 +649,9 @@ def test_delay_after_rate_limit_does_not_shrink() -> None:
 
 def test_failed_2_after_fresh_key_backs_off() -> None:
     session = polling_session(ts=1000)
-    serve(session, failed_reply(2))
+    serve(session, poll_reply(1000))
+    # A key that served a poll is refreshed at once when it expires.
+    assert serve(session, failed_reply(2))[1] == []
     serve(session, server_reply(ts=1010, key=SECOND_KEY))
     now = 0.0
     delays: list[float] = []
@@ -998,3 +1002,30 @@ def test_session_decodes_poll_bodies_with_the_given_loads() -> None:
     [received] = events
     assert isinstance(received, UpdatesReceived)
     assert [update.code for update in received.updates] == [4]
+
+
+@pytest.mark.parametrize(
+    ("server", "url"),
+    [
+        ("im.vk.com/nim100001", "https://im.vk.com/nim100001"),
+        ("https://im.vk.com/nim100001", "https://im.vk.com/nim100001"),
+        ("http://im.vk.com/nim100001", "https://im.vk.com/nim100001"),
+        ("HTTP://im.vk.com/nim100001", "https://im.vk.com/nim100001"),
+    ],
+)
+def test_https_session_never_polls_in_clear(server: str, url: str) -> None:
+    session = polling_session()
+    serve(session, failed_reply(2))
+    serve(session, server_reply(server=server), now=60.0)
+
+    request = take_request(session, 60.0)
+
+    assert request.base_url == url
+
+
+def test_plain_http_api_may_poll_plain_http() -> None:
+    # A local test server on plain HTTP names its poll server with http://.
+    session = Session(TOKEN, api_url="http://127.0.0.1:8080/method")
+    serve(session, server_reply(server="http://127.0.0.1:8080/nim1"))
+
+    assert take_request(session, 0.0).base_url == "http://127.0.0.1:8080/nim1"

@@ -268,6 +268,8 @@ REFRESH_TRIGGERS: dict[str, Callable[[Session], float]] = {
 def test_key_refresh_keeps_ts(trigger: Callable[[Session], float]) -> None:
     """A new key keeps the old ts, where clients that took the server's new ts skipped events."""
     session = polling_session(ts=6400, pts=7800000)
+    # A poll with the key succeeds first, so the key is known to work.
+    answer(session, poll_body(6400, pts=7800000))
     now = trigger(session)
 
     request, events = answer(session, server_body(key=SECOND_KEY, ts=6405, pts=7800005), now)
@@ -591,11 +593,6 @@ def test_refresh_error_delay_has_floor(code: int, floor: float) -> None:
         assert later >= min(1.5 * earlier, 60.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a fresh session whose first key gets failed 2 asks for a second key at the same "
-    "instant; the backoff starts only with the second rejected key",
-)
 def test_first_rejected_key_waits_before_next() -> None:
     """No two getLongPollServer calls come within a second, even when the first key is rejected."""
     session = Session(TOKEN)
@@ -617,11 +614,6 @@ def test_first_rejected_key_waits_before_next() -> None:
     assert all(later - earlier >= 1.0 for earlier, later in pairwise(server_times)), server_times
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a streak of fresh keys rejected with failed 2 is retried as 'key expired'; nothing "
-    "says the key may be bound to another IP or proxy",
-)
 def test_rejected_fresh_keys_name_likely_cause() -> None:
     """Keys rejected right after issue must give a diagnostic that hints at an IP or proxy."""
     session = polling_session(ts=7600, pts=None)

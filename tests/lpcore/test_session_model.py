@@ -665,11 +665,11 @@ def test_model_history_below_floor_gets_907() -> None:
 # -- known Session bugs, each reduced to the shortest exchange ---------------------------
 
 
-def serve(session: Session, reply: dict[str, Any]) -> list[SessionEvent]:
-    """Pass `reply` as the JSON body of the response to the request due at t=0."""
-    request = session.next_request(0.0)
+def serve(session: Session, reply: dict[str, Any], now: float = 0.0) -> list[SessionEvent]:
+    """Pass `reply` as the JSON body of the response to the request due at `now`."""
+    request = session.next_request(now)
     assert isinstance(request, Request)
-    return session.receive_response(request, 200, json.dumps(reply).encode(), 0.0)
+    return session.receive_response(request, 200, json.dumps(reply).encode(), now)
 
 
 def server_response(*, ts: int, pts: int) -> dict[str, Any]:
@@ -686,11 +686,11 @@ def test_kept_ts_is_not_paired_with_a_newer_server_pts() -> None:
     # The key expires before a poll in mode 32 gives the pts of ts 1300.
     serve(session, {"failed": 2})
     # This pts belongs to ts 1600, not to the kept ts 1300.
-    [obtained] = serve(session, server_response(ts=1600, pts=500040))
+    [obtained] = serve(session, server_response(ts=1600, pts=500040), now=60.0)
     assert obtained == ServerObtained(server=SERVER, ts=1300, pts=None, kept_ts=True)
 
     # The window moves on before any poll succeeds.
-    events = serve(session, {"failed": 1, "ts": 1900})
+    events = serve(session, {"failed": 1, "ts": 1900}, now=60.0)
 
     # History from pts 500040 could not return the persistent events between
     # ts 1300 and 1600, so the session reports the loss instead.
