@@ -494,6 +494,15 @@ class Session:
         self._take_in_flight(request)
         return self._retry(reason, now)
 
+    def abandon(self, request: Request) -> None:
+        """Forget `request`, cancelled before its outcome was known.
+
+        Nothing changes: the next `next_request` hands out the same request
+        again, which is safe because every request of a session may be
+        repeated (a poll only reads from its `ts`).
+        """
+        self._take_in_flight(request)
+
     def _take_in_flight(self, request: Request) -> None:
         self._check_usable()
         if request is not self._in_flight:

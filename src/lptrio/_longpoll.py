@@ -1,6 +1,7 @@
 """`LongPoll`: lpcore's session driven over HTTP on trio."""
 
 import dataclasses
+import functools
 import inspect
 import json
 import logging
@@ -22,6 +23,7 @@ from lpcore import (
     HistoryRecovered,
     Mode,
     Request,
+    RequestKind,
     RetryScheduled,
     ServerObtained,
     Session,
@@ -35,6 +37,9 @@ from ._http import DEFAULT_USER_AGENT, HttpClient, HttpResponse, StreamOpener, T
 from ._logging import RepeatLimiter
 
 logger = logging.getLogger("lptrio")
+
+#: The longest `wait` that middleboxes closing idle connections at about 30 s let through.
+IDLE_CUT_SAFE_WAIT = 25
 
 U = TypeVar("U", bound=Update)
 Handler = Callable[[Any], Awaitable[None] | None]
@@ -128,12 +133,15 @@ class LongPoll:
             loads=loads,
             resume=resume,
         )
-        self._http = HttpClient(
+        self._new_http = functools.partial(
+            HttpClient,
             ssl_context=ssl_context,
             user_agent=user_agent,
             proxy=proxy,
             stream_opener=stream_opener,
         )
+        self._http = self._new_http()
+        self._http_closed = False
         self._observer = observer
         self._raise_handler_errors = raise_handler_errors
         self._handlers: dict[type[Update], list[Handler]] = {}
@@ -241,7 +249,9 @@ class LongPoll:
         """Stop polling: cancel the held poll now; `run` returns once its handler finishes.
 
         Updates received but not yet delivered are not delivered; the
-        checkpoint (and its file) points right before them.
+        checkpoint (and its file) points right before them. A later `run`
+        or ``async for`` starts polling again from there, with a new
+        connection.
         """
         self._stopping = True
         if self._request_scope is not None:
@@ -249,6 +259,7 @@ class LongPoll:
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
+        self._http_closed = True
         await self._http.aclose()
 
     async def __aenter__(self) -> "LongPoll":
@@ -260,6 +271,11 @@ class LongPoll:
     # -- iteration ------------------------------------------------------------
 
     def __aiter__(self) -> "LongPoll":
+        # A new iteration (or run) after shutdown or aclose polls again.
+        self._stopping = False
+        if self._http_closed:
+            self._http = self._new_http()
+            self._http_closed = False
         return self
 
     async def __anext__(self) -> Update:
@@ -270,7 +286,7 @@ class LongPoll:
         while not self._pending or self._stopping:
             self._save_checkpoint()
             if self._stopping:
-                await self._http.aclose()
+                await self.aclose()
                 raise StopAsyncIteration
             await self._step()
         self._handed_out = True
@@ -310,10 +326,14 @@ class LongPoll:
                 )
             except TransportError as caught:
                 error = caught
+            finally:
+                if response is None and error is None:
+                    # Cancelled, by shutdown() or from outside: the request
+                    # never completed, so the session gets no outcome, will
+                    # hand it out again, and nothing is recorded.
+                    self._session.abandon(action)
         self._request_scope = None
         if response is None and error is None:
-            # Cancelled by shutdown(): the request never completed, so the
-            # session gets no outcome and nothing is recorded.
             return
 
         finished = trio.current_time()
@@ -328,6 +348,7 @@ class LongPoll:
         # Where a batch from this poll starts, for a checkpoint inside it.
         self._poll_start = self._session.checkpoint() if self._session.ts is not None else None
         if error is not None:
+            self._hint_at_idle_cut(action, finished - started)
             events = self._session.receive_failure(action, str(error), finished)
         else:
             assert response is not None
@@ -392,6 +413,27 @@ class LongPoll:
                 event.ts,
                 event.kept_ts,
             )
+
+    def _hint_at_idle_cut(self, action: Request, elapsed: float) -> None:
+        """Warn when a held poll with a long `wait` broke before its deadline.
+
+        Proxies, NAT gateways and load balancers often close a connection
+        that carried no data for about 30 s; a poll held longer than that is
+        cut every time, and each cut costs a retry.
+        """
+        if action.kind is not RequestKind.POLL or self.wait <= IDLE_CUT_SAFE_WAIT:
+            return
+        if not IDLE_CUT_SAFE_WAIT <= elapsed < action.timeout:
+            return
+        self._log(
+            logging.WARNING,
+            "a poll held with wait=%d broke after %.0f s; something on the way may close idle "
+            "connections, so try wait=%d or less",
+            self.wait,
+            elapsed,
+            IDLE_CUT_SAFE_WAIT,
+            repeat_key="idle cut",
+        )
 
     def _log(self, level: int, template: str, *args: Any, repeat_key: str = "") -> None:
         """Log with the account id, letting a repeated message through once a minute.

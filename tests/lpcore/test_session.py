@@ -1029,3 +1029,14 @@ def test_plain_http_api_may_poll_plain_http() -> None:
     serve(session, server_reply(server="http://127.0.0.1:8080/nim1"))
 
     assert take_request(session, 0.0).base_url == "http://127.0.0.1:8080/nim1"
+
+
+def test_abandoned_request_is_handed_out_again() -> None:
+    session = polling_session(ts=1000)
+    request = take_request(session, 0.0)
+
+    session.abandon(request)
+
+    again = take_request(session, 0.0)
+    assert again == request
+    assert session.ts == 1000

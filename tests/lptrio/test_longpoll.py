@@ -374,3 +374,30 @@ async def test_resume_inside_recovered_batch_skips_handled_updates(
     handled = first_run[:2] + second_run
     assert [update.raw[1] for update in handled] == [3001, 3002, 3003, 3004]
     assert [update.recovered for update in handled] == [False, True, True, True]
+
+
+async def test_iteration_cancelled_from_outside_goes_on(autojump_clock: trio.abc.Clock) -> None:
+    async with open_fake_server(CHAT) as server, client(server) as longpoll:
+        received: list[Any] = []
+        # The recorded session lasts about 182 s, so the cancel comes in a held poll.
+        with trio.move_on_after(60):
+            async for update in longpoll:
+                received.append(update.raw)
+        cut_at = len(received)
+        with trio.move_on_after(400):
+            async for update in longpoll:
+                received.append(update.raw)
+
+    assert 0 < cut_at < len(received)
+    assert received == recorded_updates(CHAT)
+
+
+async def test_shutdown_before_run_is_harmless(autojump_clock: trio.abc.Clock) -> None:
+    async with open_fake_server(CHAT) as server, client(server) as longpoll:
+        longpoll.shutdown()
+        received: list[Any] = []
+        with trio.move_on_after(400):
+            async for update in longpoll:
+                received.append(update.raw)
+
+    assert received == recorded_updates(CHAT)

@@ -244,11 +244,6 @@ async def test_stalls_and_cuts_keep_ts(autojump_clock: trio.testing.MockClock) -
     assert run.ts == FIRST_TS + 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LongPoll logs each cut poll as a retry but never suggests a wait of 25 s or less, "
-    "which proxies that cut idle connections at about 30 s need",
-)
 async def test_cut_long_wait_suggests_lower_wait(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -516,11 +511,6 @@ async def test_shutdown_ends_held_poll_at_once(
     assert vk.polls()[-1].params["ts"] == str(FIRST_TS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shutdown() leaves LongPoll stopping for good and closes its HttpClient, so iterating "
-    "it again ends at once without polling",
-)
 async def test_polling_again_after_shutdown(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
