@@ -15,6 +15,11 @@ from urllib.parse import parse_qsl, urlsplit
 import hypothesis.strategies as st
 import pytest
 from hypothesis import given, settings
+from session_driving import due_time as due
+from session_driving import fail
+from session_driving import retry_of as retry_in
+from session_driving import serve as answer
+from session_driving import take_request as take
 
 from lpcore import (
     Backoff,
@@ -89,40 +94,6 @@ def message(message_id: int) -> list[Any]:
 
 
 # -- driving a session ---------------------------------------------------------------------
-
-
-def take(session: Session, now: float) -> Request:
-    """Return the request due at `now`, failing the test on a Backoff."""
-    action = session.next_request(now)
-    assert isinstance(action, Request), f"expected a request at t={now}, got {action!r}"
-    return action
-
-
-def answer(
-    session: Session, body: bytes, now: float = 0.0, *, status: int = 200
-) -> tuple[Request, list[SessionEvent]]:
-    """Pass `status` and `body` as the response to the request due at `now`."""
-    request = take(session, now)
-    return request, session.receive_response(request, status, body, now)
-
-
-def fail(session: Session, now: float, reason: str) -> tuple[Request, list[SessionEvent]]:
-    """Report a transport failure of the request due at `now`."""
-    request = take(session, now)
-    return request, session.receive_failure(request, reason, now)
-
-
-def due(session: Session, now: float) -> float:
-    """Return when the pending backoff ends, leaving no request in flight."""
-    action = session.next_request(now)
-    assert isinstance(action, Backoff), f"expected a Backoff at t={now}, got {action!r}"
-    return action.until
-
-
-def retry_in(events: list[SessionEvent]) -> RetryScheduled:
-    [event] = events
-    assert isinstance(event, RetryScheduled), event
-    return event
 
 
 def query(request: Request) -> dict[str, str]:
