@@ -152,7 +152,7 @@ async def run_scenario(scenario: Scenario) -> Observed:
                     # A crash: the consumer keeps only its last checkpoint.
                     checkpoint = longpoll.checkpoint()
                 if checkpoint is not None:
-                    resume = {"ts": checkpoint.ts, "pts": checkpoint.pts, "skip": checkpoint.skip}
+                    resume = {"resume": checkpoint}
                     # The update the loop broke on was not handled; it comes again.
                     del observed.delivered[-1:]
                     del observed.recovered[-1:]
@@ -213,8 +213,10 @@ def check_no_secrets(observed: Observed, records: list[logging.LogRecord]) -> No
         assert TOKEN not in text
 
 
+#: A quarter of the loaded profile's examples (tests/conftest.py): 25 under
+#: ci and 500 under long.
 @settings(
-    max_examples=25,
+    max_examples=max(settings().max_examples // 4, 5),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
