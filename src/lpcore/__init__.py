@@ -29,6 +29,7 @@ from ._peers import (
 from ._session import (
     DEFAULT_API_URL,
     DEFAULT_API_VERSION,
+    PTS_CODES,
     SECRET_PARAMS,
     Backoff,
     Checkpoint,
@@ -87,6 +88,7 @@ __all__ = [
     "DEFAULT_API_VERSION",
     "MAX_WAIT",
     "PEER_ACTIVITY_CODES",
+    "PTS_CODES",
     "SECRET_PARAMS",
     "UPDATE_TYPES",
     "AdditionalData",

@@ -105,6 +105,12 @@ class RequestKind(enum.StrEnum):
 #: Parameter names whose values are secrets; never log or record them.
 SECRET_PARAMS = frozenset({"access_token", "key"})
 
+#: Codes of the events VK keeps for messages.getLongPollHistory; each one
+#: advances `pts` by one. Typing, presence, counter and call events do not.
+#: NOTE: VK documents pts only as the counter of what it keeps permanently;
+#: this list is inferred from which events history returns.
+PTS_CODES = frozenset({1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 18, 19, 20, 21, 51, 52})
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Request:
@@ -164,6 +170,20 @@ class Checkpoint:
     skip: int = 0
     loss_from_ts: int | None = None
     loss_failed: int | None = None
+
+    def advanced(self, handled: Sequence[Update]) -> "Checkpoint":
+        """Return the resume point after `handled`, the next updates of the batch from here.
+
+        `skip` grows by their number. Outside a recovery `pts` grows by the
+        number of them that VK keeps (`PTS_CODES`), so that the point stays
+        exact when the resumed poll's ts turns out lost and history is
+        fetched from `pts` instead.
+        """
+        skip = self.skip + len(handled)
+        if self.pts is None or self.loss_from_ts is not None:
+            return dataclasses.replace(self, skip=skip)
+        kept = sum(1 for update in handled if update.code in PTS_CODES)
+        return dataclasses.replace(self, skip=skip, pts=self.pts + kept)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from lpcore import Mode
+from lpcore import PTS_CODES, Mode
 
 from ._api import Account, ApiFailure, RecordedApi, RecordedCall, default_result, recorded_calls
 from ._faults import Endpoint, Fault, FaultInjector, FaultKind, FiredFault
@@ -49,7 +49,7 @@ DEFAULT_CLOCK_ORIGIN = 1_700_000_000
 
 #: Codes of events VK keeps permanently; each advances `pts`. Typing,
 #: presence and counter events do not.
-PERSISTENT_CODES = frozenset({1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 18, 19, 20, 21, 51, 52})
+PERSISTENT_CODES = PTS_CODES
 
 _NIM = re.compile(r"/nim(\d+)")
 _JSON_TYPE = "application/json; charset=utf-8"

@@ -1,6 +1,5 @@
 """`LongPoll`: lpcore's session driven over HTTP on trio."""
 
-import dataclasses
 import functools
 import inspect
 import json
@@ -152,6 +151,7 @@ class LongPoll:
         # delivered: together they make an exact resume point.
         self._batch_start: Checkpoint | None = resume
         self._batch_end: Checkpoint | None = None
+        self._batch: tuple[Update, ...] = ()
         self._delivered_in_batch = 0 if resume is None else resume.skip
         self._handed_out = False
         self._saved: Checkpoint | None = None
@@ -210,7 +210,8 @@ class LongPoll:
             return None
         if not self._pending and not self._handed_out and self._batch_end is not None:
             return self._batch_end
-        return dataclasses.replace(self._batch_start, skip=self._delivered_in_batch)
+        start = self._batch_start
+        return start.advanced(self._batch[: self._delivered_in_batch - start.skip])
 
     # -- handler API ----------------------------------------------------------
 
@@ -366,6 +367,7 @@ class LongPoll:
         end = self._session.checkpoint()
         start = self._poll_start or end
         self._batch_start, self._batch_end = start, end
+        self._batch = updates
         self._delivered_in_batch = start.skip
         self._pending.extend(updates)
 

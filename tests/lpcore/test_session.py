@@ -31,6 +31,7 @@ from lpcore import (
     SessionState,
     UpdatesReceived,
     VersionError,
+    parse_update,
 )
 
 # Distinctive fake secrets, so that a leak shows up as a plain substring.
@@ -1003,3 +1004,21 @@ def test_abandoned_request_is_handed_out_again() -> None:
     again = take_request(session, 0.0)
     assert again == request
     assert session.ts == 1000
+
+
+def test_checkpoint_advanced_counts_kept_events_into_pts() -> None:
+    start = Checkpoint(ts=1000, pts=500000, skip=1)
+    # A message (kept), a typing event (not kept), a read event (kept).
+    handled = [parse_update(message(6301)), parse_update([61, 100002, 1]), parse_update([6, 3, 9])]
+
+    assert start.advanced(handled) == Checkpoint(ts=1000, pts=500002, skip=4)
+    assert Checkpoint(ts=1000).advanced(handled) == Checkpoint(ts=1000, skip=3)
+
+
+def test_checkpoint_advanced_in_recovery_counts_only_skip() -> None:
+    # During a recovery skip counts history events, which pts already orders.
+    start = Checkpoint(ts=1300, pts=500002, loss_from_ts=1000, loss_failed=1)
+
+    advanced = start.advanced([parse_update(message(6302))])
+
+    assert advanced == Checkpoint(ts=1300, pts=500002, skip=1, loss_from_ts=1000, loss_failed=1)
