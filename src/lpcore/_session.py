@@ -105,10 +105,10 @@ class RequestKind(enum.StrEnum):
 #: Parameter names whose values are secrets; never log or record them.
 SECRET_PARAMS = frozenset({"access_token", "key"})
 
-#: Codes of the events VK keeps for messages.getLongPollHistory; each one
-#: advances `pts` by one. Typing, presence, counter and call events do not.
-#: NOTE: VK documents pts only as the counter of what it keeps permanently;
-#: this list is inferred from which events history returns.
+#: Codes of the events VK keeps for messages.getLongPollHistory. Each one
+#: advances `pts` by one, and typing, presence, counter and call events do not.
+#: NOTE: VK documents pts only as the counter of what it keeps permanently,
+#: so this list is inferred from which events history returns.
 PTS_CODES = frozenset({1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 18, 19, 20, 21, 51, 52})
 
 

@@ -530,7 +530,7 @@ class NotificationSettings(Update):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExtendedCall(Update):
-    """Event 115: a call event sent with mode 8; VK documents no payload for it.
+    """Event 115: a call event sent with mode 8, with a payload VK does not document.
 
     `payload` is the element after the code as it arrived (None when the
     array holds only the code); later elements stay in `raw`.

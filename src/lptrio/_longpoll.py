@@ -420,8 +420,8 @@ class LongPoll:
         """Warn when a held poll with a long `wait` broke before its deadline.
 
         Proxies, NAT gateways and load balancers often close a connection
-        that carried no data for about 30 s; a poll held longer than that is
-        cut every time, and each cut costs a retry.
+        that carried no data for about 30 s. A poll held longer than that is
+        then cut every time, and each cut costs a retry.
         """
         if action.kind is not RequestKind.POLL or self.wait <= IDLE_CUT_SAFE_WAIT:
             return
