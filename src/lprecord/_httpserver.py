@@ -70,6 +70,8 @@ class HttpRequest:
     headers: tuple[tuple[bytes, bytes], ...]
     """Header names are lowercase, in the order the client sent them."""
     body: bytes
+    client_host: str = ""
+    """The client's IP address, or "" when the connection was gone before it was read."""
 
 
 class Cut(enum.Enum):
@@ -239,8 +241,10 @@ class _Connection:
         self._tcp_stream = tcp_stream
         self._server = server
         self._peer = peer
+        self._client_host = peer.rpartition(":")[0] if ":" in peer else ""
         self._h11 = h11.Connection(h11.SERVER)
         self._client_gone = False
+        self._handler_running = False
 
     async def serve(self) -> None:
         """Serve requests until the client or the protocol ends the connection."""
@@ -286,7 +290,7 @@ class _Connection:
             elif isinstance(event, h11.EndOfMessage):
                 # h11 always sends Request before EndOfMessage.
                 assert head is not None
-                return _build_request(head, bytes(body))
+                return _build_request(head, bytes(body), self._client_host)
 
     async def _next_event(self) -> h11.Event:
         while True:
@@ -310,12 +314,16 @@ class _Connection:
             self._client_gone = True
         return bytes(data)
 
-    async def _send(self, event: h11.Event) -> None:
-        data = self._h11.send(event)
-        # h11 returns None only for ConnectionClosed, which this server never sends.
-        assert data is not None
+    async def _send(self, *events: h11.Event) -> None:
+        """Send `events` in one write."""
+        chunks = []
+        for event in events:
+            data = self._h11.send(event)
+            # h11 returns None only for ConnectionClosed, which this server never sends.
+            assert data is not None
+            chunks.append(data)
         try:
-            await self._stream.send_all(data)
+            await self._stream.send_all(b"".join(chunks))
         except trio.BrokenResourceError as exc:
             raise _ClientGoneError(f"send failed: {exc}") from exc
 
@@ -328,6 +336,7 @@ class _Connection:
         reply: HttpReply | None = None
         error: Exception | None = None
         async with trio.open_nursery() as nursery:
+            self._handler_running = True
             nursery.start_soon(self._watch_for_close, nursery.cancel_scope)
             try:
                 reply = await self._server.handler(request)
@@ -336,6 +345,7 @@ class _Connection:
                 # reaches `serve_connection`.
                 self._server.record_error(exc)
                 error = exc
+            self._handler_running = False
             nursery.cancel_scope.cancel()
 
         if error is not None:
@@ -346,6 +356,11 @@ class _Connection:
 
     async def _watch_for_close(self, handler_scope: trio.CancelScope) -> None:
         """Cancel `handler_scope` once the client closes or resets the connection."""
+        # The task first runs when the handler blocks, or else once the handler has
+        # returned. In the second case there is nothing to watch, and returning before the
+        # first read spares the Cancelled exception that the cancelled read would raise.
+        if not self._handler_running:
+            return
         # A pipelined next request may arrive meanwhile. h11 buffers it until
         # start_next_cycle, and reading stops once the buffer reaches the body limit.
         while len(self._h11.trailing_data[0]) <= MAX_BODY_SIZE:
@@ -420,10 +435,17 @@ class _Connection:
         if reply.status != 204:
             headers.append(("Content-Length", str(len(reply.body))))
         headers.extend(reply.headers)
-        await self._send(h11.Response(status_code=reply.status, headers=headers))
-
+        response = h11.Response(status_code=reply.status, headers=headers)
         # A reply to HEAD carries the headers of the GET reply but no body.
         body = b"" if is_head else reply.body
+        if transport.cut is None and transport.chunk_size is None:
+            # A whole reply goes out in one write: one system call, and one TCP segment for
+            # a small reply, where the head and the body sent apart take two of each.
+            body_events = [h11.Data(data=body)] if body else []
+            await self._send(response, *body_events, h11.EndOfMessage())
+            return
+
+        await self._send(response)
         if transport.cut is Cut.IN_BODY:
             body = body[: transport.cut_after]
         await self._send_body(body, transport)
@@ -448,7 +470,7 @@ def _check_content_length(head: h11.Request) -> None:
             raise _BadRequestError(413, f"request body exceeds {MAX_BODY_SIZE} bytes")
 
 
-def _build_request(head: h11.Request, body: bytes) -> HttpRequest:
+def _build_request(head: h11.Request, body: bytes, client_host: str) -> HttpRequest:
     method = head.method.decode("ascii")
     # h11 accepts only visible ASCII characters in the request target.
     target = head.target.decode("ascii")
@@ -469,6 +491,7 @@ def _build_request(head: h11.Request, body: bytes) -> HttpRequest:
         params=params,
         headers=tuple(head.headers),
         body=body,
+        client_host=client_host,
     )
 
 

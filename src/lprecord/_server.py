@@ -35,7 +35,7 @@ from ._faults import (
 from ._fixture import Fixture, read_fixture
 from ._httpserver import BoundAddress, Cut, HttpReply, HttpRequest, Transport, serve_http
 from ._strict import PastEnd, ReceivedRequest, StrictMismatch, StrictReplay
-from ._timeline import DEFAULT_KEY_TTL, Hold, ReplayEngine, Reply, Timeline
+from ._timeline import DEFAULT_KEY_TTL, EVENT_WINDOW, Hold, ReplayEngine, Reply, Timeline
 from ._wire import MESSAGE_LAYOUT_CODES, unescaped_characters
 
 _NOT_FOUND = b'{"error":"not found: the fake server serves /method/<name> and the long poll path"}'
@@ -80,6 +80,12 @@ class FakeServer:
       community of the recorded session (its messages.getLongPollServer
       `group_id`) when none is given.
     * ``utils.getServerTime``: `server_time()`, the virtual clock.
+
+    As on VK, a key expires after `key_ttl` seconds and works only from the
+    IP address that asked for it (`bind_keys`). A poll's ts may lag the
+    newest event by `event_window` events; an older one gets failed 1. VK
+    does not document the window, and 256 is what its servers were seen to
+    keep.
     """
 
     def __init__(
@@ -94,6 +100,8 @@ class FakeServer:
         seed: int = 0,
         strict: bool = False,
         faults: FaultSchedule | None = None,
+        event_window: int = EVENT_WINDOW,
+        bind_keys: bool = True,
     ) -> None:
         if speed <= 0:
             raise ValueError(f"speed={speed} must be positive; 1.0 replays in recorded time")
@@ -108,6 +116,8 @@ class FakeServer:
         self.port = port
         self.ca: trustme.CA | None = trustme.CA() if tls else None
         self._speed = speed
+        self._event_window = event_window
+        self._bind_keys = bind_keys
         self._key_ttl = key_ttl
         self._seed = seed
         self.strict = strict
@@ -260,6 +270,8 @@ class FakeServer:
                 key_ttl=self._key_ttl,
                 seed=self._seed,
                 faults=self._faults,
+                event_window=self._event_window,
+                bind_keys=self._bind_keys,
             )
             if self.strict:
                 self._strict_replay = StrictReplay(
@@ -289,12 +301,15 @@ class FakeServer:
         engine = self.engine
         arrived = trio.current_time()
         if request.path.startswith("/method/"):
-            return engine.call_api(request.path.removeprefix("/method/"), request.params, arrived)
+            method = request.path.removeprefix("/method/")
+            return engine.call_api(
+                method, request.params, arrived, client_host=request.client_host
+            )
         if request.path != engine.server_path or request.params.get("act") != "a_check":
             return Reply(status=404, body=_NOT_FOUND)
         while True:
             now = trio.current_time()
-            decision = engine.poll(request.params, arrived, now)
+            decision = engine.poll(request.params, arrived, now, client_host=request.client_host)
             if not isinstance(decision, Hold):
                 return decision
             if decision.until <= now:

@@ -278,6 +278,8 @@ def _html_error_page(status: int) -> str:
 @dataclass(slots=True)
 class _Key:
     issued: float
+    #: The address the key was issued to, or "" for a key any address may use.
+    host: str = ""
     valid: bool = True
 
 
@@ -301,6 +303,10 @@ class ReplayEngine:
     max_version: int = DEFAULT_MAX_VERSION
     seed: int = 0
     faults: FaultInjector = field(default_factory=FaultInjector)
+    #: How many of the newest events a poll's ts may lag behind (VK keeps about 256).
+    event_window: int = EVENT_WINDOW
+    #: Whether a key works only from the address it was issued to, as VK's do.
+    bind_keys: bool = True
     _start: float | None = None
     _keys: dict[str, _Key] = field(default_factory=dict)
     _served_replies: int = 0
@@ -417,8 +423,10 @@ class ReplayEngine:
 
     # -- messages.getLongPollServer -------------------------------------------
 
-    def call_api(self, method: str, params: dict[str, str], now: float) -> Reply:
-        """Answer a VK API method call."""
+    def call_api(
+        self, method: str, params: dict[str, str], now: float, *, client_host: str = ""
+    ) -> Reply:
+        """Answer a VK API method call from `client_host` ("" when unknown)."""
         if not params.get("access_token"):
             return _api_error(5, "User authorization failed: no access_token passed.", method)
         if not params.get("v"):
@@ -426,10 +434,11 @@ class ReplayEngine:
         if method == "messages.getLongPollServer":
             if self._start is None:
                 self._start = now
-            credentials = self._credentials(now, with_pts=params.get("need_pts") == "1")
+            with_pts = params.get("need_pts") == "1"
+            credentials = self._credentials(now, with_pts=with_pts, host=client_host)
             return Reply(status=200, body=_json({"response": credentials}))
         if method == "messages.getLongPollHistory" and self._start is not None:
-            return self._history(params, now)
+            return self._history(params, now, client_host)
         recorded = self._recorded_api.answer(method, params)
         if recorded is not None:
             return Reply(
@@ -478,10 +487,10 @@ class ReplayEngine:
         self._updates.insert(self._available(now), TimedUpdate(due=due, raw=raw, mode=mode))
         return self.newest_ts(now)
 
-    def _credentials(self, now: float, *, with_pts: bool) -> dict[str, Any]:
-        """Issue a new key, with the server, the newest ts and (if asked) pts."""
+    def _credentials(self, now: float, *, with_pts: bool, host: str) -> dict[str, Any]:
+        """Issue a new key to `host`, with the server, the newest ts and (if asked) pts."""
         key = hashlib.sha1(f"{self.seed}:{len(self._keys)}".encode()).hexdigest()
-        self._keys[key] = _Key(issued=now)
+        self._keys[key] = _Key(issued=now, host=host if self.bind_keys else "")
         result: dict[str, Any] = {
             "key": key,
             "server": f"{self.server_base}{self.server_path}",
@@ -494,7 +503,7 @@ class ReplayEngine:
 
     # -- messages.getLongPollHistory ----------------------------------------------
 
-    def _history(self, params: dict[str, str], now: float) -> Reply:
+    def _history(self, params: dict[str, str], now: float, client_host: str) -> Reply:
         """Serve the persistent events after `pts`, a page of `events_limit` at a time."""
         method = "messages.getLongPollHistory"
         current = self._pts(now)
@@ -534,13 +543,15 @@ class ReplayEngine:
             "more": int(new_pts < current),
         }
         if params.get("credentials") == "1" and new_pts == current:
-            result["credentials"] = self._credentials(now, with_pts=True)
+            result["credentials"] = self._credentials(now, with_pts=True, host=client_host)
         return Reply(status=200, body=_json({"response": result}))
 
     # -- a_check ----------------------------------------------------------------
 
-    def poll(self, params: dict[str, str], arrived: float, now: float) -> Reply | Hold:
-        """Answer (or keep holding) a poll that arrived at `arrived`."""
+    def poll(
+        self, params: dict[str, str], arrived: float, now: float, *, client_host: str = ""
+    ) -> Reply | Hold:
+        """Answer (or keep holding) a poll that arrived at `arrived` from `client_host`."""
         version = _as_int(params.get("version", "0"))
         if version is None or version > self.max_version:
             return Reply(
@@ -550,9 +561,12 @@ class ReplayEngine:
         key = self._keys.get(params.get("key", ""))
         if key is None or not key.valid or now - key.issued >= self.key_ttl:
             return Reply(status=200, body=_json({"failed": 2}))
+        if key.host and client_host and key.host != client_host:
+            # VK binds a key to the address that asked for it.
+            return Reply(status=200, body=_json({"failed": 2}))
         ts = _as_int(params.get("ts", ""))
         newest = self.newest_ts(now)
-        if ts is None or ts > newest or ts < newest - EVENT_WINDOW:
+        if ts is None or ts > newest or ts < newest - self.event_window:
             return Reply(status=200, body=_json({"failed": 1, "ts": newest}))
 
         recorded = self._due_reply(ts, now)
