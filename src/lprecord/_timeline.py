@@ -12,7 +12,8 @@ time. Updates get consecutive `ts` numbers from the recorded starting
 
 The engine also decides which injected fault (see `_faults`) a request
 gets, and builds the replies of the faults that replace a reply. Each poll
-reply is written for the consumer's `mode` (see `_wire`), and `_api`
+reply is written for the consumer's `mode` (see `_wire`) and `version`
+(see `_versions`), and `_api`
 handles the API methods other than the long poll ones.
 """
 
@@ -33,6 +34,13 @@ from ._api import Account, ApiFailure, RecordedApi, RecordedCall, default_result
 from ._faults import Endpoint, Fault, FaultInjector, FaultKind, FiredFault
 from ._fixture import Exchange, ExchangeKind, Fixture
 from ._history import code_of, history_form, message_object
+from ._versions import (
+    RECORDED_VERSION,
+    VersionFacts,
+    VersionHistory,
+    convert_update,
+    profile_of,
+)
 from ._wire import MESSAGE_LAYOUT_CODES, OMITTED, gate_update
 
 #: The server keeps this many recent events for ts-based polling; an older
@@ -98,6 +106,8 @@ class Timeline:
     api_calls: tuple[RecordedCall, ...] = ()
     #: The Unix time at the recorded start, which the server's virtual clock counts from.
     clock_origin: int = DEFAULT_CLOCK_ORIGIN
+    #: The long poll `version` the session was recorded with.
+    lp_version: int = RECORDED_VERSION
 
     @classmethod
     def from_fixture(cls, fixture: Fixture) -> "Timeline":
@@ -163,6 +173,7 @@ class Timeline:
             group_id=group_id,
             api_calls=recorded_calls(fixture),
             clock_origin=_clock_origin(dated_origin, updates),
+            lp_version=fixture.header.lp_version,
         )
 
 
@@ -293,7 +304,8 @@ class ReplayEngine:
     recorded time: 2.0 replays twice as fast.
 
     `push` adds updates after the recorded ones that are due. Poll replies
-    are written for the `mode` of each poll (see `_wire.gate_update`).
+    are written for the `mode` of each poll (see `_wire.gate_update`) and,
+    from a version-3 recording, for its `version` (see `_versions`).
     """
 
     timeline: Timeline
@@ -313,6 +325,8 @@ class ReplayEngine:
     #: The recorded updates and the pushed ones, ordered by due time.
     _updates: list[TimedUpdate] = field(init=False)
     _recorded_api: RecordedApi = field(init=False)
+    #: What newer versions send and the recording lacks, for each update served so far.
+    _version_history: VersionHistory = field(default_factory=VersionHistory)
 
     def __post_init__(self) -> None:
         self._updates = list(self.timeline.updates)
@@ -595,11 +609,40 @@ class ReplayEngine:
         pts = self._pts(now)
         if pts is not None and mode & Mode.PTS:
             body["pts"] = pts
-        served = (
-            gate_update(u.raw, recorded=u.mode, requested=mode) for u in self._updates[first:last]
-        )
+        version = _as_int(params.get("version", "0")) or 0
+        if self.timeline.lp_version != RECORDED_VERSION or profile_of(version) == RECORDED_VERSION:
+            # NOTE: a recording made with another version than 3 reaches every version as
+            # recorded, because only conversions from version 3 are implemented.
+            served = [
+                gate_update(u.raw, recorded=u.mode, requested=mode)
+                for u in self._updates[first:last]
+            ]
+        else:
+            facts = self._version_facts(last)
+            served = [
+                convert_update(
+                    u.raw,
+                    facts[first + i],
+                    version=version,
+                    recorded_mode=u.mode,
+                    requested_mode=mode,
+                )
+                for i, u in enumerate(self._updates[first:last])
+            ]
         body["updates"] = [raw for raw in served if raw is not OMITTED]
         return Reply(status=200, body=_json(body))
+
+    def _version_facts(self, count: int) -> list[VersionFacts]:
+        """Return the synthesized version facts of the first `count` updates.
+
+        Facts are computed once, in order, and kept. `push` inserts only after
+        the available updates, so the updates whose facts exist never move.
+        """
+        history = self._version_history
+        for update in self._updates[len(history.facts) : count]:
+            available_at = self.timeline.clock_origin + math.floor(update.due)
+            history.observe(update.raw, recorded_mode=update.mode, available_at=available_at)
+        return history.facts
 
     def _due_reply(self, ts: int, now: float) -> Reply | None:
         """Serve the next recorded non-update reply if its time has come.
