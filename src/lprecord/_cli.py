@@ -34,6 +34,7 @@ from ._server import FakeServer
 from ._strict import StrictMismatch
 from ._summary import Outcome, exchange_outcome, summarize
 from ._timeline import Timeline
+from ._wire import OMITTED, gate_update
 
 DEMO_FIXTURE = "chat_session.jsonl"
 DEMO_TOKEN = "demo-token-for-the-embedded-fake-server-0000000000"
@@ -115,7 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seconds the server may hold a poll, 1-{lpcore.MAX_WAIT} (default: 25)",
     )
     capture.add_argument(
-        "--updates", type=_int_in(1, 2**63), metavar="N", help="stop after N updates"
+        "--updates",
+        type=_int_in(1, 2**63 - 1),
+        metavar="N",
+        help="stop at the end of the poll that brings the total to at least N updates",
     )
     capture.add_argument(
         "--duration", type=_positive_seconds, metavar="S", help="stop after S seconds"
@@ -540,8 +544,14 @@ def _describe_skipped(fixture: Fixture) -> str:
 
 def _compare_with_source(path: Path, source: Fixture, *, stops_early: bool) -> None:
     """Check that the capture contains the replayed updates, or their start if it stopped early."""
-    replayed = [u.raw for u in Timeline.from_fixture(source).updates]
-    captured = [u.raw for u in Timeline.from_fixture(read_fixture(path)).updates]
+    capture = read_fixture(path)
+    # The replay writes each array for the capture's mode, as VK would.
+    gated = (
+        gate_update(u.raw, recorded=u.mode, requested=capture.header.mode)
+        for u in Timeline.from_fixture(source).updates
+    )
+    replayed = [raw for raw in gated if raw is not OMITTED]
+    captured = [u.raw for u in Timeline.from_fixture(capture).updates]
     expected = replayed[: len(captured)] if stops_early else replayed
     verdict = "identical" if captured == expected else "DIFFERENT"
     if len(expected) < len(replayed):

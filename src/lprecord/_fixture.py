@@ -824,7 +824,8 @@ def _split_lines(path: Path, data: bytes, allow_truncated_tail: bool) -> tuple[l
             path,
             len(lines) + 1,
             "line is cut off: it has no newline at the end and is not valid JSON, as when a "
-            "capture is killed mid-write; pass allow_truncated_tail=True to drop it",
+            "capture is killed mid-write; delete that last line (or, from Python, pass "
+            "allow_truncated_tail=True to read_fixture) to keep the exchanges before it",
         )
     if not lines:
         raise FixtureError(

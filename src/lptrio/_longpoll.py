@@ -259,7 +259,12 @@ class LongPoll:
             self._request_scope.cancel()
 
     async def aclose(self) -> None:
-        """Close the pooled connections."""
+        """Save the checkpoint file (if any) and close the pooled connections.
+
+        A loop left with ``break`` inside ``async with`` ends here, so the
+        file then points right after the last update handled.
+        """
+        self._save_checkpoint()
         self._http_closed = True
         await self._http.aclose()
 

@@ -222,3 +222,15 @@ def test_replay_exits_0_on_sigint(tmp_path: Path) -> None:
         process.send_signal(signal.SIGINT)
 
         assert process.wait(timeout=PROCESS_TIMEOUT) == 0
+
+
+def test_demo_capture_in_other_mode_checks_gated_arrays(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Without mode 8 the replay leaves out event 114, and without 128 random_id.
+    path = tmp_path / "mode2.jsonl"
+
+    status = main(["capture", "-o", str(path), "--mode", "2"])
+
+    assert status == 0
+    assert "39 updates captured, 39 replayed; arrays identical" in capsys.readouterr().out

@@ -402,3 +402,21 @@ async def test_shutdown_before_run_is_harmless(autojump_clock: trio.abc.Clock) -
                 received.append(update.raw)
 
     assert received == recorded_updates(CHAT)
+
+
+async def test_checkpoint_file_saved_when_loop_breaks(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    path = tmp_path / "checkpoint.json"
+    async with open_fake_server(CHAT) as server, client(server, checkpoint=path) as longpoll:
+        handled = 0
+        async for _update in longpoll:
+            handled += 1
+            if handled == 3:
+                break
+        expected = longpoll.checkpoint()
+
+    saved = json.loads(path.read_text())
+    assert expected is not None
+    assert (saved["ts"], saved["pts"], saved["skip"]) == (expected.ts, expected.pts, expected.skip)
+    assert saved["skip"] == 1
