@@ -17,18 +17,14 @@ The tests are skipped when `node` or `npm` is missing, or when
 import json
 import os
 import re
-import select
 import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import FIXTURES, recorded_updates
+from e2e_helpers import FIXTURES, recorded_updates, replay_server
 
 CHAT_SESSION = FIXTURES / "chat_session.jsonl"
 JS_DIR = Path(__file__).resolve().parent / "js"
@@ -121,27 +117,6 @@ def install_vk_io(npm: str) -> None:
         pytest.skip(f"npm ci in {JS_DIR} failed, as it does without the npm registry: {summary}")
 
 
-@contextmanager
-def replay_server(fixture: Path, workdir: Path) -> Iterator[tuple[str, Path]]:
-    """Run `lprecord replay --tls` at SPEED; yield its API URL and CA file."""
-    ca = workdir / "ca.pem"
-    log = workdir / "replay.log"
-    command = [sys.executable, "-m", "lprecord", "replay", str(fixture), "--tls"]
-    command += ["--ca-out", str(ca), "--port", "0", "--speed", str(SPEED)]
-    with log.open("w") as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
-    # Leaving `process` closes its stdout and waits for it to exit.
-    with process:
-        try:
-            assert process.stdout is not None
-            readable, _, _ = select.select([process.stdout], [], [], TIMEOUT)
-            api_url = process.stdout.readline().strip() if readable else ""
-            assert api_url, f"lprecord replay printed no URL within {TIMEOUT} s: {log.read_text()}"
-            yield api_url, ca
-        finally:
-            process.kill()
-
-
 def receive_with_vk_io(node: str, api_url: str, ca: Path, count: int) -> list[Received]:
     """Run poll_vk_io.mjs until `count` updates arrive; return what it printed."""
     command = [node, str(SCRIPT), "--api-url", api_url, "--ca", str(ca)]
@@ -195,7 +170,9 @@ def vk_io_chat_session(tmp_path_factory: pytest.TempPathFactory) -> list[Receive
     install_vk_io(npm)
 
     expected = recorded_updates(CHAT_SESSION)
-    with replay_server(CHAT_SESSION, tmp_path_factory.mktemp("vk_io")) as (api_url, ca):
+    with replay_server(
+        CHAT_SESSION, tmp_path_factory.mktemp("vk_io"), speed=SPEED, timeout=TIMEOUT
+    ) as (api_url, ca):
         return receive_with_vk_io(node, api_url, ca, len(expected))
 
 

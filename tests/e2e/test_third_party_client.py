@@ -14,18 +14,13 @@ and verifies TLS against the certificate authority that replay writes.
 
 import dataclasses
 import json
-import select
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from e2e_helpers import FIXTURES, recorded_updates
+from e2e_helpers import FIXTURES, recorded_updates, replay_server
 
 from lprecord import ExchangeKind, FixtureWriter, read_fixture
 
@@ -92,27 +87,6 @@ def configure_session(session: requests.Session, *, api_url: str, ca: Path) -> r
     return session
 
 
-@contextmanager
-def replay_server(fixture: Path, workdir: Path) -> Iterator[tuple[str, Path]]:
-    """Run `lprecord replay --tls` at speed 1000; yield its API URL and CA file."""
-    ca = workdir / "ca.pem"
-    log = workdir / "replay.log"
-    command = [sys.executable, "-m", "lprecord", "replay", str(fixture), "--tls"]
-    command += ["--ca-out", str(ca), "--port", "0", "--speed", "1000"]
-    with log.open("w") as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
-    # Leaving `process` closes its stdout and waits for it to exit.
-    with process:
-        try:
-            assert process.stdout is not None
-            readable, _, _ = select.select([process.stdout], [], [], TIMEOUT)
-            api_url = process.stdout.readline().strip() if readable else ""
-            assert api_url, f"lprecord replay printed no URL within {TIMEOUT} s: {log.read_text()}"
-            yield api_url, ca
-        finally:
-            process.kill()
-
-
 def receive_with_vk_api(api_url: str, ca: Path, count: int, workdir: Path) -> list[Any]:
     """Poll with vk_api until `count` updates arrive; return their raw arrays.
 
@@ -171,7 +145,7 @@ def test_vk_api_receives_chat_session(tmp_path: Path) -> None:
     expected = recorded_updates(fixture)
     assert len(expected) == len(recorded_updates(CHAT_SESSION)) - 2
 
-    with replay_server(fixture, tmp_path) as (api_url, ca):
+    with replay_server(fixture, tmp_path, speed=1000, timeout=TIMEOUT) as (api_url, ca):
         received = receive_with_vk_api(api_url, ca, len(expected), tmp_path)
 
     assert received == expected
@@ -193,7 +167,7 @@ def test_vk_api_fails_on_short_message_events(tmp_path: Path) -> None:
     """
     expected = recorded_updates(CHAT_SESSION)
 
-    with replay_server(CHAT_SESSION, tmp_path) as (api_url, ca):
+    with replay_server(CHAT_SESSION, tmp_path, speed=1000, timeout=TIMEOUT) as (api_url, ca):
         received = receive_with_vk_api(api_url, ca, len(expected), tmp_path)
 
     assert received == expected
