@@ -27,54 +27,11 @@ import tracemalloc
 from pathlib import Path
 
 import trio
+from bench_common import rss_kib, write_one_update_fixture
 
-from lprecord import Exchange, ExchangeKind, FixtureWriter, Header
 from lptrio import LongPoll
 
 TOKEN = "bench-token-0123456789abcdefghij"
-
-
-def rss_kib() -> int:
-    """Return this process's resident set size in KiB (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("VmRSS not found in /proc/self/status")
-
-
-def write_small_fixture(path: Path) -> None:
-    """A session with one update, so every poll after the first is held."""
-    header = Header(lp_version=3, mode=234, wait=25, api_version="5.199", user_id=100001)
-    server = (
-        b'{"response":{"key":"<redacted>","server":"im.vk.com/nim100001",'
-        b'"ts":1800000000,"pts":500000}}'
-    )
-    poll = b'{"ts":1800000001,"pts":500001,"updates":[[80,1,0]]}'
-    with FixtureWriter.create(path, header, overwrite=True) as writer:
-        writer.append(
-            Exchange(
-                t=0.0,
-                elapsed=0.05,
-                kind=ExchangeKind.API,
-                method="POST",
-                url="https://api.vk.com/method/messages.getLongPollServer",
-                params={"v": "5.199"},
-                status=200,
-                body=server,
-            )
-        )
-        writer.append(
-            Exchange(
-                t=0.05,
-                elapsed=0.05,
-                kind=ExchangeKind.POLL,
-                method="GET",
-                url="https://im.vk.com/nim100001",
-                params={"act": "a_check"},
-                status=200,
-                body=poll,
-            )
-        )
 
 
 def measure() -> int:
@@ -120,7 +77,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         fixture = Path(folder) / "one_update.jsonl"
-        write_small_fixture(fixture)
+        write_one_update_fixture(fixture)
         ca = Path(folder) / "ca.pem"
         tls = ["--tls", "--ca-out", str(ca)] if args.tls else []
         server = subprocess.Popen(

@@ -52,19 +52,15 @@ from urllib.parse import urlencode
 import h11
 import trio
 import trio.testing
+from bench_common import API_VERSION, MODE, USER_ID, rss_kib, write_one_update_fixture
 from pytest_httpserver import HTTPServer
 
 from lpcore import Request, RequestKind
-from lprecord import Exchange, ExchangeKind, FakeServer, FixtureWriter, Header, open_fake_server
+from lprecord import FakeServer, open_fake_server
 from lptrio import HttpResponse, LongPoll, TransportError
 
 TOKEN = "bench-token-0123456789abcdefghij"
-API_VERSION = "5.199"
-USER_ID = 100001
 POLL_PATH = f"/nim{USER_ID}"
-#: Mode flags of the a_check polls: attachments, extended events, pts,
-#: extra fields and random_id, as the recorded sessions use.
-MODE = 234
 JSON_TYPE = "application/json; charset=utf-8"
 RECEIVE_SIZE = 64 * 1024
 #: The server kinds of measurement 1, in the order of the first round.
@@ -78,41 +74,6 @@ SERVER_NAMES = {
 
 
 # -- fixture and requests ------------------------------------------------------
-
-
-def write_fixture(path: Path) -> None:
-    """Write a session with one update that is due at once, so every later poll is held."""
-    header = Header(lp_version=3, mode=MODE, wait=25, api_version=API_VERSION, user_id=USER_ID)
-    server = (
-        b'{"response":{"key":"<redacted>","server":"im.vk.com/nim100001",'
-        b'"ts":1800000000,"pts":500000}}'
-    )
-    poll = b'{"ts":1800000001,"pts":500001,"updates":[[80,1,0]]}'
-    with FixtureWriter.create(path, header, overwrite=True) as writer:
-        writer.append(
-            Exchange(
-                t=0.0,
-                elapsed=0.0,
-                kind=ExchangeKind.API,
-                method="POST",
-                url="https://api.vk.com/method/messages.getLongPollServer",
-                params={"v": API_VERSION},
-                status=200,
-                body=server,
-            )
-        )
-        writer.append(
-            Exchange(
-                t=0.0,
-                elapsed=0.0,
-                kind=ExchangeKind.POLL,
-                method="GET",
-                url="https://im.vk.com/nim100001",
-                params={"act": "a_check"},
-                status=200,
-                body=poll,
-            )
-        )
 
 
 def server_target() -> str:
@@ -161,14 +122,6 @@ def fetch(port: int, target: str) -> bytes:
 
 
 # -- process helpers -----------------------------------------------------------
-
-
-def rss_kib(pid: int | str = "self") -> int:
-    """Return the resident set size of process `pid` in KiB (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"VmRSS not found in /proc/{pid}/status")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -958,7 +911,7 @@ def orchestrate(args: argparse.Namespace) -> None:
     selected = set(args.only or ["throughput", "memory", "replay"])
     with tempfile.TemporaryDirectory() as folder:
         fixture = Path(folder) / "one_update.jsonl"
-        write_fixture(fixture)
+        write_one_update_fixture(fixture)
 
         if "throughput" in selected:
             print("1. requests per second", flush=True)
