@@ -11,7 +11,7 @@ The server injects a seeded random fault schedule (`FaultSchedule.random`). It m
 It also truncates bodies, resets connections before and after the headers, dribbles bodies,
 and stalls for longer than the client's timeouts. Each fault fires once, on the first
 request to its endpoint after its time. failed 2 and 3 also invalidate every key the server
-issued, so every consumer then gets failed 2 and asks for a new key.
+issued, so every consumer then gets failed 2 and requests a new key.
 
 After the stream ends, the consumers get up to --drain seconds to catch up, and then shut
 down. The report counts, per consumer and in total: updates delivered and expected,

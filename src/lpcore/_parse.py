@@ -260,7 +260,7 @@ def _message_reader(cls: type[Update], read_with_objects: _Reader) -> _Reader:
 
     Without mode 2 the documented tuple ends with the text, and `random_id`
     (mode 128) follows the text directly; an int where the additional-data
-    object belongs tells the two apart.
+    object belongs distinguishes the two.
     """
     layout = _objectless_layout(cls)
     assert layout is not None

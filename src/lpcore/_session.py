@@ -315,7 +315,8 @@ class Session:
         if resume is not None:
             if ts is not None or pts is not None or skip:
                 raise LocalProtocolError(
-                    "pass either resume= or ts=, pts= and skip=, not both; resume holds all three"
+                    "pass either resume= or ts=, pts= and skip=, not both, because resume "
+                    "contains all three"
                 )
             ts, pts, skip = resume.ts, resume.pts, resume.skip
         if skip and ts is None:

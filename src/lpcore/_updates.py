@@ -542,7 +542,7 @@ class ExtendedCall(Update):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallbackAnswer(Update):
-    """Event 119: a community answered a press of a callback button (mode 8).
+    """Event 119: a community responded to a press of a callback button (mode 8).
 
     The event is ``[119, {"owner_id", "peer_id", "event_id", "action"?}]``.
     `owner_id` is the community's id negated; `action`, when present, tells

@@ -111,7 +111,7 @@ def _same_params(recorded: Mapping[str, str], request: Mapping[str, str]) -> boo
 
 @dataclass(frozen=True, slots=True)
 class ApiFailure:
-    """A VK API error to answer with: `error_code` and `error_msg`."""
+    """A VK API error to reply with: `error_code` and `error_msg`."""
 
     code: int
     message: str
@@ -129,7 +129,7 @@ class Account:
 def default_result(
     method: str, params: Mapping[str, str], account: Account
 ) -> Any | ApiFailure | None:
-    """Answer a call to a default method with its `response` value or an `ApiFailure`.
+    """Return the `response` value of a call to a default method, or an `ApiFailure`.
 
     Returns None when `method` is not in `DEFAULT_METHODS`.
     """

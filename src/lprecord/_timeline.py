@@ -440,7 +440,7 @@ class ReplayEngine:
     def call_api(
         self, method: str, params: dict[str, str], now: float, *, client_host: str = ""
     ) -> Reply:
-        """Answer a VK API method call from `client_host` ("" when unknown)."""
+        """Reply to a VK API method call from `client_host` ("" when unknown)."""
         if not params.get("access_token"):
             return _api_error(5, "User authorization failed: no access_token passed.", method)
         if not params.get("v"):
@@ -565,7 +565,7 @@ class ReplayEngine:
     def poll(
         self, params: dict[str, str], arrived: float, now: float, *, client_host: str = ""
     ) -> Reply | Hold:
-        """Answer (or keep holding) a poll that arrived at `arrived` from `client_host`."""
+        """Reply to (or keep holding) a poll that arrived at `arrived` from `client_host`."""
         version = _as_int(params.get("version", "0"))
         if version is None or version > self.max_version:
             return Reply(

@@ -443,7 +443,7 @@ _callback_actions = st.one_of(
 
 @st.composite
 def _callback_answer(draw: st.DrawFn) -> list[Any]:
-    """Return event 119, a community's answer to a callback button, with or without an action."""
+    """Return event 119, a community's response to a callback button, with or without an action."""
     answer: dict[str, Any] = {
         "owner_id": -draw(st.integers(min_value=1, max_value=_MAX_INT32)),
         "peer_id": draw(_any_peer_ids),

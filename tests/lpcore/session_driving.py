@@ -1,4 +1,4 @@
-"""Helpers that drive a `Session` by hand in tests: take requests, answer or fail them."""
+"""Helpers that drive a `Session` by hand in tests: take requests, reply to them or fail them."""
 
 from lpcore import Backoff, Request, RetryScheduled, Session, SessionEvent
 

@@ -202,7 +202,7 @@ def test_malformed_update_does_not_stop_batch() -> None:
     assert session.ts == 1003
 
 
-def test_absent_pts_with_a_new_ts_forgets_the_pts() -> None:
+def test_absent_pts_new_ts_drops_pts() -> None:
     session = polling_session(ts=1000, pts=500000)
 
     _, events = serve(session, poll_reply(1001, [message(5002)]))
@@ -214,7 +214,7 @@ def test_absent_pts_with_a_new_ts_forgets_the_pts() -> None:
     assert received.pts is None
 
 
-def test_absent_pts_with_the_same_ts_keeps_the_pts() -> None:
+def test_absent_pts_same_ts_keeps_pts() -> None:
     session = polling_session(ts=1000, pts=500000)
 
     serve(session, poll_reply(1000))
@@ -341,7 +341,7 @@ def test_failed_3_takes_new_ts_and_recovers() -> None:
     assert query_of(take_request(session, 0.0))["ts"] == ["2000"]
 
 
-def test_history_gone_reports_loss_and_polls_on_without_pts() -> None:
+def test_history_gone_polls_without_pts() -> None:
     session = polling_session(ts=1000, pts=500000)
     serve(session, failed_reply(1, ts=1300))
 
@@ -923,7 +923,7 @@ def test_resume_inside_recovered_page_skips_handled_updates() -> None:
     assert recovered.messages == ({"id": 5102, "text": "second"},)
 
 
-def test_history_gone_after_resume_restarts_at_a_fresh_ts() -> None:
+def test_history_gone_after_resume_restarts() -> None:
     # Pages taken before the restart may have delivered events after ts
     # 1300, so polling must not go back there.
     resumed = Session(TOKEN, resume=recovering_session().checkpoint())

@@ -399,7 +399,7 @@ class SessionModel(RuleBasedStateMachine):
             return
         checkpoint = self.session.checkpoint()
         if checkpoint.loss_from_ts is None:
-            # The new session knows of no loss: it polls from the checkpoint's
+            # The new session has no record of a loss: it polls from the checkpoint's
             # ts and meets whatever the server has for that ts.
             self.close_gap()
         else:
@@ -676,7 +676,7 @@ def server_response(*, ts: int, pts: int) -> dict[str, Any]:
     return {"response": {"key": "k" * 40, "server": SERVER, "ts": ts, "pts": pts}}
 
 
-def test_kept_ts_is_not_paired_with_a_newer_server_pts() -> None:
+def test_kept_ts_ignores_newer_server_pts() -> None:
     session = Session(TOKEN)
     serve(session, server_response(ts=1000, pts=500000))
     serve(session, {"failed": 1, "ts": 1300})
@@ -697,7 +697,7 @@ def test_kept_ts_is_not_paired_with_a_newer_server_pts() -> None:
     assert [type(event) for event in events] == [EventsLost]
 
 
-def test_history_gone_after_a_page_restarts_past_delivered_events() -> None:
+def test_history_gone_after_page_restarts() -> None:
     session = Session(TOKEN)
     serve(session, server_response(ts=1000, pts=500000))
     serve(session, {"failed": 1, "ts": 1300})

@@ -113,7 +113,7 @@ def test_updates_reject_unknown_code() -> None:
         updates(codes=[4, 18])
 
 
-def test_updates_leave_out_mode_8_events_without_mode_8() -> None:
+def test_updates_reject_mode_8_codes() -> None:
     with pytest.raises(ValueError, match="add mode 8"):
         updates(codes=[115, 119], mode=Mode.DEFAULT & ~Mode.EXTENDED)
 
