@@ -47,7 +47,7 @@ from typing import Any
 
 import trio
 
-from lpcore import EventsLost, Request, RequestKind, Update
+from lpcore import PTS_CODES, EventsLost, Request, RequestKind, Update
 from lprecord import (
     Endpoint,
     Exchange,
@@ -74,7 +74,7 @@ PEERS = (100002, 100003, 100004, 2_000_000_007)
 #: Event codes VK keeps in messages.getLongPollHistory, among those generated here. The
 #: others (friend online 8, typing 61, unread counter 80) are lost for good when the long
 #: poll server drops them.
-PERSISTENT_CODES = frozenset({3, 4})
+PERSISTENT_CODES = PTS_CODES & {3, 4, 8, 61, 80}
 #: Message events that getLongPollHistory returns cut to [code, message_id, flags, peer_id].
 MESSAGE_CODES = frozenset({1, 2, 3, 4, 5})
 #: lpcore's timeout for API calls (its `API_TIMEOUT`, which it does not export), in seconds.

@@ -55,10 +55,6 @@ HISTORY_EVENTS_LIMIT = 1000
 #: The Unix time of the recorded start when the fixture gives no clue to it (a fake value).
 DEFAULT_CLOCK_ORIGIN = 1_700_000_000
 
-#: Codes of events VK keeps permanently; each advances `pts`. Typing,
-#: presence and counter events do not.
-PERSISTENT_CODES = PTS_CODES
-
 _NIM = re.compile(r"/nim(\d+)")
 _JSON_TYPE = "application/json; charset=utf-8"
 _HTML_TYPE = "text/html; charset=utf-8"
@@ -367,7 +363,7 @@ class ReplayEngine:
         if self.timeline.initial_pts is None:
             return None
         count = self._available(now)
-        persistent = sum(1 for u in self._updates[:count] if code_of(u.raw) in PERSISTENT_CODES)
+        persistent = sum(1 for u in self._updates[:count] if code_of(u.raw) in PTS_CODES)
         return self.timeline.initial_pts + persistent
 
     # -- injected faults --------------------------------------------------------
@@ -537,9 +533,7 @@ class ReplayEngine:
 
         limit = max(_as_int(params.get("events_limit", "")) or HISTORY_EVENTS_LIMIT, 1)
         persistent = [
-            u.raw
-            for u in self._updates[: self._available(now)]
-            if code_of(u.raw) in PERSISTENT_CODES
+            u.raw for u in self._updates[: self._available(now)] if code_of(u.raw) in PTS_CODES
         ]
         skipped = since - self.timeline.initial_pts
         page = persistent[skipped : skipped + limit]

@@ -14,7 +14,7 @@ import trio
 from e2e_helpers import FIXTURES, recorded_updates
 
 import lpcore
-from lpcore import Request, RequestKind, Update
+from lpcore import PTS_CODES, Request, RequestKind, Update
 from lprecord import FakeServer, Timeline, open_fake_server, read_fixture
 from lprecord._cli import main
 from lprecord._faults import (
@@ -27,7 +27,7 @@ from lprecord._faults import (
     ScheduledFault,
 )
 from lprecord._history import history_form
-from lprecord._timeline import PERSISTENT_CODES, ReplayEngine
+from lprecord._timeline import ReplayEngine
 from lptrio import HttpResponse, LongPoll, TransportError
 
 TOKEN = "fake-token-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -833,7 +833,7 @@ def assert_no_update_lost_or_repeated(received: list[Update]) -> None:
         if update.recovered or after_gap:
             while (
                 position < len(expected)
-                and expected[position][0] not in PERSISTENT_CODES
+                and expected[position][0] not in PTS_CODES
                 and expected[position] != update.raw
             ):
                 position += 1
