@@ -104,6 +104,8 @@ class Observed:
     poll_ts: list[int] = field(default_factory=list)
     request_times: list[float] = field(default_factory=list)
     reprs: list[str] = field(default_factory=list)
+    #: Every long poll key the fake server issued during the run.
+    keys: list[str] = field(default_factory=list)
 
     def exchange(
         self,
@@ -155,6 +157,7 @@ async def run_scenario(scenario: Scenario) -> Observed:
                     # The update the loop broke on was not handled; it comes again.
                     del observed.delivered[-1:]
                     del observed.recovered[-1:]
+        observed.keys = list(server.engine._keys)
         nursery.cancel_scope.cancel()
     return observed
 
@@ -208,8 +211,11 @@ def check_ts_monotonic(observed: Observed) -> None:
 
 def check_no_secrets(observed: Observed, records: list[logging.LogRecord]) -> None:
     texts = observed.reprs + [record.getMessage() for record in records]
+    assert observed.keys, "the fake server issued no key"
     for text in texts:
         assert TOKEN not in text
+        for key in observed.keys:
+            assert key not in text
 
 
 #: A quarter of the loaded profile's examples (tests/conftest.py): 25 under
