@@ -18,12 +18,15 @@ from ._updates import (
     CallbackAnswer,
     ExtendedCall,
     MalformedUpdate,
+    MemberCache,
     MessageEdit,
     NotificationSettings,
     PeerActivity,
     UnknownUpdate,
     Update,
     _Slot,
+    builder_lines,
+    condition,
     looks_like_attachments,
     make_builder,
 )
@@ -71,7 +74,7 @@ def _read_layout(
 ) -> Update:
     """Read `raw` by `layout` (default `cls._LAYOUT`) one slot at a time, with `cls`'s constructor.
 
-    This is the reference reader: the fast readers of `_layout_reader` give
+    This is the reference reader: the readers that `_compile_reader` generates give
     the same result, and call this one for the MalformedUpdate reason when
     their checks fail.
     """
@@ -91,7 +94,7 @@ def _read_layout(
             break
         value = raw[index]
         valid_type = type(value) in slot.accepts
-        if not valid_type or (slot.valid is not None and not slot.valid(value)):
+        if not valid_type or (slot.valid is not None and not condition(slot.valid)(value)):
             expected = slot.requirement or " or ".join(t.__name__ for t in slot.accepts)
             return _malformed(
                 raw, f"element {index} ({slot.name}) must be {expected}, got {value!r}"
@@ -100,58 +103,90 @@ def _read_layout(
     return cls(raw=raw, **values)
 
 
-def _layout_reader(
-    cls: type[Update], layout: tuple[_Slot, ...], required: int, fallback: _Reader
+def _compile_reader(
+    cls: type[Update], layouts: Sequence[tuple[_Slot, ...]], required: int, fallback: _Reader
 ) -> _Reader:
-    """Build a reader of `cls` from arrays laid out as `layout`, with checks precomputed.
+    """Generate a reader of `cls` from arrays laid out as any of `layouts`.
 
-    It accepts exactly what `_read_layout` accepts: at least `required`
-    fields, each of a type its slot accepts and passing the slot's `valid`.
-    Any other array goes to `fallback`, which names the element at fault.
-    """
-    size = len(layout)
-    names = tuple(slot.name for slot in layout)
+    It accepts exactly what `_read_layout` accepts with one of the layouts:
+    at least `required` fields, each of a type its slot accepts and passing
+    the slot's `valid`. Any other array goes to `fallback`, which names the
+    element at fault. Where two layouts accept the same element types, the
+    later one is used.
 
-    # Every tuple of element types that a well-formed array can have, from
-    # `required` fields to all of them, maps to the builder for that many
-    # fields. One dict lookup then checks the length and every type.
-    builders: dict[tuple[type, ...], Callable[[Any, Sequence[Any]], Update]] = {}
-    for length in range(required, size + 1):
-        build = make_builder(cls, names[:length])
-        for types in itertools.product(*(slot.accepts for slot in layout[:length])):
-            builders[types] = build
+    The reader has one branch per array length and, in it, one test per
+    combination of accepted types, each followed by the statements that
+    build the update, so a well-formed array costs no call and no lookup
+    besides the update's own construction (see `builder_lines`). Reading
+    ``[6, 100002, 1000001]`` as ReadIncoming (two int fields) runs::
 
-    # Slots that need more than a type test, in wire order.
-    steps = tuple(
-        (index, slot.valid, slot.to_field)
-        for index, slot in enumerate(layout)
-        if slot.valid is not None or slot.to_field is not None
-    )
-
-    def read(raw: list[Any]) -> Update:
-        values = raw[1 : size + 1]
-        build = builders.get(tuple(map(type, values)))
-        if build is None:
+        def read(raw):
+            n = len(raw)
+            if n > 2:
+                if type(raw[1]) is int and type(raw[2]) is int:
+                    update = new(writable)
+                    ...
+                    return update
             return fallback(raw)
-        for index, valid, to_field in steps:
-            if index >= len(values):
-                break
-            value = values[index]
-            if valid is not None and not valid(value):
-                return fallback(raw)
-            if to_field is not None:
-                values[index] = to_field(value)
-        return build(raw, values)
 
+    Elements past the longest layout are not tested; they stay in `raw`.
+    """
+    cases: dict[int, dict[tuple[type, ...], tuple[_Slot, ...]]] = {}
+    for layout in layouts:
+        for length in range(required, len(layout) + 1):
+            for types in itertools.product(*(slot.accepts for slot in layout[:length])):
+                cases.setdefault(length, {})[types] = layout[:length]
+
+    size = max(cases)
+    scope: dict[str, Any] = {"fallback": fallback}
+    lines = ["def read(raw):", "    n = len(raw)"]
+    for branch, length in enumerate(sorted(cases, reverse=True)):
+        keyword = "if" if branch == 0 else "elif"
+        # The longest branch also takes arrays with elements past the layouts.
+        test = f"n > {length}" if length == size else f"n == {length + 1}"
+        lines.append(f"    {keyword} {test}:")
+        for types, slots in cases[length].items():
+            tests = []
+            for index, kind in enumerate(types, start=1):
+                scope[f"type_{kind.__name__}"] = kind
+                tests.append(f"type(raw[{index}]) is type_{kind.__name__}")
+            lines.append(f"        if {' and '.join(tests)}:")
+            lines += [f"            {line}" for line in _slot_lines(cls, slots, scope)]
+    lines.append("    return fallback(raw)")
+    exec("\n".join(lines), scope)
+    read: _Reader = scope["read"]
+    read.__qualname__ = f"read_{cls.__name__}"
     return read
+
+
+def _slot_lines(cls: type[Update], slots: tuple[_Slot, ...], scope: dict[str, Any]) -> list[str]:
+    """Statements that check `slots` of `raw` beyond their types and build `cls` from them."""
+    values = {"raw": "raw"}
+    checks = []
+    for index, slot in enumerate(slots, start=1):
+        element = f"raw[{index}]"
+        if slot.valid is not None:
+            checks.append(f"if not ({slot.valid.format(element)}): return fallback(raw)")
+        if slot.to_field is not None:
+            scope[f"to_field_{slot.name}"] = slot.to_field
+            # A member cache is subscripted, so a hit runs no Python code.
+            form = "{}[{}]" if isinstance(slot.to_field, MemberCache) else "{}({})"
+            element = form.format(f"to_field_{slot.name}", element)
+        values[slot.name] = element
+    return [*checks, *builder_lines(cls, values, scope)]
 
 
 def _malformed(raw: list[Any], reason: str) -> MalformedUpdate:
     return MalformedUpdate(code=raw[0], raw=raw, reason=f"event {raw[0]} {reason}")
 
 
-def _is_int(value: Any) -> bool:
-    return type(value) is int
+def _all_ints(values: list[Any]) -> bool:
+    # A loop: all() over a generator or map() costs several times as much
+    # for the few elements an update has (timeit, CPython 3.11).
+    for value in values:  # noqa: SIM110
+        if type(value) is not int:
+            return False
+    return True
 
 
 _build_peer_activity = make_builder(
@@ -166,12 +201,12 @@ def _read_peer_activity(raw: list[Any]) -> Update:
         )
     peer_first = type(raw[2]) is list
     peer_id, user_ids = (raw[1], raw[2]) if peer_first else (raw[2], raw[1])
-    if not _is_int(peer_id) or type(user_ids) is not list or not all(map(_is_int, user_ids)):
+    if type(peer_id) is not int or type(user_ids) is not list or not _all_ints(user_ids):
         return _malformed(
             raw, "must carry an int peer_id and a list of int user ids at index 1 and 2"
         )
     tail = raw[3:5]
-    if not all(map(_is_int, tail)):
+    if not _all_ints(tail):
         return _malformed(raw, f"total_count and timestamp must be ints, got {tail!r}")
     total_count = tail[0] if tail else None
     timestamp = tail[1] if len(tail) > 1 else None
@@ -188,16 +223,18 @@ _build_notification_settings = make_builder(
 
 
 def _read_notification_settings(raw: list[Any]) -> Update:
-    if len(raw) > 1 and type(raw[1]) is dict:
-        values = [raw[1].get(key) for key in _NOTIFICATION_KEYS]
-        object_form = True
+    object_form = len(raw) > 1 and type(raw[1]) is dict
+    if object_form:
+        settings = raw[1]
+        values = [settings.get("peer_id"), settings.get("sound"), settings.get("disabled_until")]
     else:
         values = (raw[1:4] + [None] * 3)[:3]
-        object_form = False
-    if not all(value is None or _is_int(value) for value in values):
-        return _malformed(raw, f"peer_id, sound and disabled_until must be ints, got {values!r}")
-    peer_id, sound, disabled_until = values
-    return _build_notification_settings(raw, (peer_id, sound, disabled_until, object_form))
+    for value in values:
+        if value is not None and type(value) is not int:
+            return _malformed(
+                raw, f"peer_id, sound and disabled_until must be ints, got {values!r}"
+            )
+    return _build_notification_settings(raw, (*values, object_form))
 
 
 _build_extended_call = make_builder(ExtendedCall, ("payload",))
@@ -242,7 +279,7 @@ def _encode_object(update: Update, values: Mapping[str, Any]) -> list[Any]:
 
 
 def _class_reader(cls: type[Update]) -> _Reader:
-    return _layout_reader(cls, cls._LAYOUT, cls._REQUIRED, functools.partial(_read_layout, cls))
+    return _compile_reader(cls, [cls._LAYOUT], cls._REQUIRED, functools.partial(_read_layout, cls))
 
 
 #: The two objects of a message event, which VK leaves out for a mode without 2.
@@ -255,24 +292,28 @@ def _objectless_layout(cls: type[Update]) -> tuple[_Slot, ...] | None:
     return layout if len(layout) < len(cls._LAYOUT) else None
 
 
-def _message_reader(cls: type[Update], read_with_objects: _Reader) -> _Reader:
+def _read_message_slowly(cls: type[Update], raw: list[Any]) -> Update:
     """Read a message event with its two objects, or without them as a mode without 2 sends it.
 
     Without mode 2 the documented tuple ends with the text, and `random_id`
     (mode 128) follows the text directly; an int where the additional-data
     object belongs distinguishes the two.
     """
-    layout = _objectless_layout(cls)
-    assert layout is not None
-    fallback = functools.partial(_read_layout, cls, layout=layout)
-    read_without_objects = _layout_reader(cls, layout, cls._REQUIRED, fallback)
+    if len(raw) > 6 and type(raw[6]) is int:
+        return _read_layout(cls, raw, layout=_objectless_layout(cls))
+    return _read_layout(cls, raw)
 
-    def read(raw: list[Any]) -> Update:
-        if len(raw) > 6 and type(raw[6]) is int:
-            return read_without_objects(raw)
-        return read_with_objects(raw)
 
-    return read
+def _message_reader(cls: type[Update]) -> _Reader:
+    """Read a message event the way `_read_message_slowly` does, with one type lookup.
+
+    The additional-data object accepts only a dict, so a key whose element 6
+    is an int can only come from the layout without objects.
+    """
+    objectless = _objectless_layout(cls)
+    assert objectless is not None
+    fallback = functools.partial(_read_message_slowly, cls)
+    return _compile_reader(cls, [objectless, cls._LAYOUT], cls._REQUIRED, fallback)
 
 
 def _read_documented_edit_slowly(raw: list[Any]) -> Update:
@@ -290,13 +331,13 @@ _DOCUMENTED_EDIT_LAYOUT = (
     next(slot for slot in MessageEdit._LAYOUT if slot.name == "attachments"),
 )
 
-_read_documented_edit = _layout_reader(
+_read_documented_edit = _compile_reader(
     MessageEdit,
-    _DOCUMENTED_EDIT_LAYOUT,
+    [_DOCUMENTED_EDIT_LAYOUT],
     len(_DOCUMENTED_EDIT_LAYOUT),
     _read_documented_edit_slowly,
 )
-_read_observed_edit = _class_reader(MessageEdit)
+_read_observed_edit = _message_reader(MessageEdit)
 
 
 def _read_edit(raw: list[Any]) -> Update:
@@ -316,11 +357,11 @@ _READERS: dict[int, _Reader] = {
         if code != 5 and _objectless_layout(cls) is None
     },
     **{
-        code: _message_reader(cls, _class_reader(cls))
+        code: _message_reader(cls)
         for code, cls in UPDATE_TYPES.items()
         if code != 5 and _objectless_layout(cls) is not None
     },
-    5: _message_reader(MessageEdit, _read_edit),
+    5: _read_edit,
     **dict.fromkeys(PEER_ACTIVITY_CODES, _read_peer_activity),
     114: _read_notification_settings,
     115: _read_extended_call,

@@ -32,9 +32,18 @@ class _Slot:
     to_field: Callable[[Any], Any] | None = None
     #: Field value to wire value.
     to_wire: Callable[[Any], Any] | None = None
-    #: Extra condition on the wire value, and how to describe a value that fails it.
-    valid: Callable[[Any], bool] | None = None
+    #: Extra condition on the wire value as a Python expression with ``{}``
+    #: for the value (so generated readers can inline it; `condition`
+    #: compiles it), and how to describe a value that fails it.
+    valid: str | None = None
     requirement: str = ""
+
+
+@functools.cache
+def condition(source: str) -> Callable[[Any], bool]:
+    """Compile a slot's `valid` expression into a test of one value."""
+    test: Callable[[Any], bool] = eval(f"lambda value: {source.format('value')}")
+    return test
 
 
 def _int(name: str) -> _Slot:
@@ -45,30 +54,43 @@ def _int(name: str) -> _Slot:
 _MEMBER_CACHE_SIZE = 1024
 
 
-# functools.cache makes every slot of one type share that type's cache.
-@functools.cache
-def _cached_members(enum_type: Callable[[int], Any]) -> Callable[[int], Any]:
-    """Wrap an IntFlag or IntEnum type in a bounded cache from int to member.
+class MemberCache(dict[int, Any]):
+    """A bounded cache from int to the member that an IntFlag or IntEnum type returns for it.
 
     Calling the type runs `enum`'s Python code and costs about five times a
     cache hit (timeit, CPython 3.11), and every message event carries flags.
-    The cache is bounded because VK may send any number of distinct values.
-    It stores what the type returns, so bits and values that no member
-    names are kept.
+    A hit is a plain subscript, ``cache[value]``, which generated readers
+    use; calling the cache does the same. The first `_MEMBER_CACHE_SIZE`
+    distinct values are kept, because VK may send any number of them. It
+    stores what the type returns, so bits and values that no member names
+    are kept. Keys must be exact ints: ``True`` would find the entry of 1.
     """
-    return functools.lru_cache(maxsize=_MEMBER_CACHE_SIZE)(enum_type)
+
+    __slots__ = ("enum_type",)
+
+    def __init__(self, enum_type: Callable[[int], Any]) -> None:
+        super().__init__()
+        self.enum_type = enum_type
+
+    def __missing__(self, value: int) -> Any:
+        member = self.enum_type(value)
+        if len(self) < _MEMBER_CACHE_SIZE:
+            self[value] = member
+        return member
+
+    def __call__(self, value: int) -> Any:
+        return self[value]
+
+
+# functools.cache makes every slot of one type share that type's cache.
+@functools.cache
+def _cached_members(enum_type: Callable[[int], Any]) -> MemberCache:
+    return MemberCache(enum_type)
 
 
 def _flag(name: str, flag_type: Callable[[int], Any]) -> _Slot:
     # A negative mask has no meaning, and IntFlag would rewrite it.
-    return _Slot(
-        name,
-        (int,),
-        _cached_members(flag_type),
-        int,
-        lambda value: value >= 0,
-        "a non-negative int",
-    )
+    return _Slot(name, (int,), _cached_members(flag_type), int, "{} >= 0", "a non-negative int")
 
 
 def _negated_id(name: str) -> _Slot:
@@ -78,7 +100,7 @@ def _negated_id(name: str) -> _Slot:
         (int,),
         abs,
         lambda value: -value,
-        lambda value: value < 0,
+        "{} < 0",
         "a negative int (-user_id)",
     )
 
@@ -603,62 +625,119 @@ def make_builder(cls: type[_U], names: tuple[str, ...]) -> Callable[[Any, Sequen
     ``make_builder(cls, names)(raw, values)`` equals
     ``cls(raw=raw, **dict(zip(names, values)))``, and every other field gets
     its declared default, but the class's generated `__init__` is skipped.
-    A frozen dataclass's `__init__` stores each field through
-    ``object.__setattr__`` and took about half of `parse_update`'s time for
-    a MessageNew (timeit, CPython 3.11). The builder checks nothing, so the
-    parser passes only values it has checked. Raises TypeError for a class
-    or field that the builder cannot build exactly.
+    The builder checks nothing, so the parser passes only values it has
+    checked. Raises TypeError for a class or field that the builder cannot
+    build exactly.
     """
-    fields = {item.name: item for item in dataclasses.fields(cls)}
-    unknown = [name for name in names if name not in fields or name == "raw"]
+    unknown = [name for name in names if name not in cls.__dataclass_fields__ or name == "raw"]
     if unknown:
         raise TypeError(
             f"invalid names {unknown} for {cls.__name__}: pass fields of the class other "
             "than raw, which the builder takes as its first argument"
         )
-    defaulted = [item for name, item in fields.items() if name not in (*names, "raw")]
-    without_default = [item.name for item in defaulted if item.default is dataclasses.MISSING]
+    values = {"raw": "raw", **{name: f"values[{index}]" for index, name in enumerate(names)}}
+    return compile_builder(cls, "raw, values", values)
+
+
+def compile_builder(
+    cls: type[_U],
+    parameters: str,
+    values: Mapping[str, str],
+    *,
+    checks: Sequence[str] = (),
+    namespace: Mapping[str, Any] | None = None,
+) -> Callable[..., _U]:
+    """Generate a function of `parameters` that builds an instance of `cls` without `__init__`.
+
+    `values` and the returned instance are as in `builder_lines`; each of
+    `checks` is a statement that runs first, for example one that returns
+    early. For UnknownUpdate built from ``{"raw": "raw", "code":
+    "values[0]"}`` the source is::
+
+        def build(raw, values):
+            update = new(writable)
+            update.code = values[0]
+            update.raw = raw
+            update.recovered = default_recovered
+            update.__class__ = cls
+            return update
+    """
+    scope = dict(namespace or {})
+    lines = [f"def build({parameters}):", *checks, *builder_lines(cls, values, scope)]
+    exec("\n    ".join(lines), scope)
+    build: Callable[..., _U] = scope["build"]
+    build.__qualname__ = f"build_{cls.__name__}"
+    return build
+
+
+def builder_lines(
+    cls: type[Update], values: Mapping[str, str], scope: dict[str, Any]
+) -> list[str]:
+    """Return statements that build an instance of `cls` without `__init__` and return it.
+
+    `values` maps field names to Python expressions; every other field gets
+    its plain default. The names the statements use are added to `scope`,
+    which must become the generated code's globals. Raises TypeError for a
+    class or field that cannot be built exactly this way.
+
+    A frozen dataclass's `__init__` stores each field through
+    ``object.__setattr__``, which took about half of `parse_update`'s time
+    for a MessageNew (timeit, CPython 3.11). The statements instead make an
+    instance of a writable twin of `cls`: a subclass with no slots of its
+    own and `object`'s plain attribute setting, so each field is one fast
+    slot store. Then they set ``__class__`` to `cls`, which Python allows
+    because the two classes have the same layout.
+    """
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__} has __post_init__, which the builder would skip")
+    fields = dataclasses.fields(cls)
+    for item in fields:
+        _member_descriptor(cls, item.name)
+    without_default = [
+        item.name
+        for item in fields
+        if item.name not in values and item.default is dataclasses.MISSING
+    ]
     if without_default:
         raise TypeError(
             f"{cls.__name__} fields {without_default} have no plain default; add them to names"
         )
-    if hasattr(cls, "__post_init__"):
-        raise TypeError(f"{cls.__name__} has __post_init__, which the builder would skip")
 
-    # slots=True turns each field into a member descriptor on the class that
-    # declares it. Its __set__ writes the slot directly, bypassing the frozen
-    # class's __setattr__, which raises FrozenInstanceError. This is the one
-    # place in lpcore that writes to a frozen instance.
-    #
-    # The function is generated, as dataclasses generates __init__, because
-    # a loop over the setters doubles the cost of the calls themselves
-    # (timeit, CPython 3.11).
-    # For UnknownUpdate and names ("code",) the source is:
-    #
-    #     def build(raw, values):
-    #         update = new(cls)
-    #         set_raw(update, raw)
-    #         set_0(update, values[0])
-    #         set_1(update, default_1)
-    #         return update
-    namespace: dict[str, Any] = {
-        "new": object.__new__,
-        "cls": cls,
-        "set_raw": _member_descriptor(cls, "raw").__set__,
-    }
-    lines = ["def build(raw, values):", "    update = new(cls)", "    set_raw(update, raw)"]
-    for index, name in enumerate([*names, *(item.name for item in defaulted)]):
-        namespace[f"set_{index}"] = _member_descriptor(cls, name).__set__
-        if index < len(names):
-            lines.append(f"    set_{index}(update, values[{index}])")
+    scope.update(new=object.__new__, cls=cls, writable=_writable_twin(cls))
+    lines = ["update = new(writable)"]
+    for item in fields:
+        if item.name in values:
+            lines.append(f"update.{item.name} = {values[item.name]}")
         else:
-            namespace[f"default_{index}"] = fields[name].default
-            lines.append(f"    set_{index}(update, default_{index})")
-    lines.append("    return update")
-    exec("\n".join(lines), namespace)
-    build: Callable[[Any, Sequence[Any]], _U] = namespace["build"]
-    build.__qualname__ = f"build_{cls.__name__}"
-    return build
+            scope[f"default_{item.name}"] = item.default
+            lines.append(f"update.{item.name} = default_{item.name}")
+    return [*lines, "update.__class__ = cls", "return update"]
+
+
+#: The writable twin of each class that a builder was made for.
+_TWINS: dict[type, type] = {}
+
+
+def _writable_twin(cls: type) -> type:
+    """Return a subclass of `cls` whose instances accept plain attribute stores.
+
+    Both `__setattr__` and `__delattr__` must be object's own: the frozen
+    dataclass defines both, and either one in Python code makes every store
+    go through a Python-level call. The twin adds no slots, so an instance
+    can become a `cls` by assigning ``__class__``; nothing else ever sees
+    the twin.
+    """
+    twin = _TWINS.get(cls)
+    if twin is None:
+        namespace = {
+            "__slots__": (),
+            "__setattr__": object.__setattr__,
+            "__delattr__": object.__delattr__,
+            "__module__": cls.__module__,
+            "__qualname__": f"{cls.__qualname__}.writable",
+        }
+        twin = _TWINS[cls] = type(cls.__name__, (cls,), namespace)
+    return twin
 
 
 def _member_descriptor(cls: type, name: str) -> types.MemberDescriptorType:
