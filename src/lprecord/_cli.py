@@ -1,6 +1,7 @@
 """The `lprecord` command: capture, replay, show, check and scrub long poll sessions."""
 
 import argparse
+import errno
 import math
 import os
 import ssl
@@ -222,9 +223,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(cause, KeyboardInterrupt):
             return 130
         if isinstance(cause, CommandError | FixtureError | lpcore.LongPollError | OSError):
-            print(f"lprecord: error: {cause}", file=sys.stderr)
+            print(f"lprecord: error: {describe_error(cause)}", file=sys.stderr)
             return 2
         raise
+
+
+def describe_error(error: BaseException) -> str:
+    """Say what went wrong; a file error names its file the way Unix tools do."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error)
 
 
 def sole_cause(error: BaseException) -> BaseException:
@@ -291,9 +299,24 @@ def run_replay(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         async with trio.open_nursery() as nursery:
-            await nursery.start(server.serve)
+            try:
+                await nursery.start(server.serve)
+            except BaseException as error:
+                cause = sole_cause(error)
+                if not isinstance(cause, OSError) or cause.errno != errno.EADDRINUSE:
+                    raise
+                raise CommandError(
+                    f"cannot listen on {args.host} port {args.port}: it is already in use; "
+                    "pass another --port, or --port 0 for a free one"
+                ) from None
             if args.ca_out:
-                server.write_ca(args.ca_out)
+                try:
+                    server.write_ca(args.ca_out)
+                except OSError as error:
+                    raise CommandError(
+                        f"cannot write the CA certificate to {args.ca_out}: {error.strerror}; "
+                        "pass a --ca-out path in a directory that exists and is writable"
+                    ) from None
                 print(f"CA certificate written to {args.ca_out}", file=sys.stderr)
             print(server.api_url, flush=True)
             print("serving; press Ctrl-C to stop", file=sys.stderr, flush=True)

@@ -26,6 +26,7 @@ line, the ini file, the default.
 
 import contextlib
 import enum
+import inspect
 import math
 import os
 import sys
@@ -322,7 +323,18 @@ def _server_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     marker = request.node.get_closest_marker(MARKER)
     if marker is None:
         return {}
-    return {name: value for name, value in marker.kwargs.items() if name not in RECORD_KWARGS}
+    options = {name: value for name, value in marker.kwargs.items() if name not in RECORD_KWARGS}
+    from ._server import FakeServer
+
+    known = [name for name in inspect.signature(FakeServer).parameters if name != "fixture"]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        pytest.fail(
+            f"{MARKER} marker: unknown option {', '.join(map(repr, unknown))}; the options are "
+            f"{', '.join(known)} (passed to FakeServer) and {', '.join(sorted(RECORD_KWARGS))}",
+            pytrace=False,
+        )
+    return options
 
 
 # -- recording ----------------------------------------------------------------------

@@ -5,6 +5,7 @@ import io
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -166,6 +167,46 @@ def test_replay_ca_out_needs_tls(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert status == 2
     assert "--tls" in capsys.readouterr().err
     assert not pem.exists()
+
+
+def test_replay_ca_out_in_missing_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pem = tmp_path / "no-such-directory" / "ca.pem"
+
+    status = main(["replay", str(CHAT_SESSION), "--tls", "--port", "0", "--ca-out", str(pem)])
+
+    stderr = capsys.readouterr().err
+    assert status == 2
+    assert f"cannot write the CA certificate to {pem}: No such file or directory" in stderr
+    assert "[Errno" not in stderr
+
+
+def test_replay_port_in_use_names_it(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        status = main(["replay", str(CHAT_SESSION), "--port", str(port)])
+
+    stderr = capsys.readouterr().err
+    assert status == 2
+    assert f"cannot listen on 127.0.0.1 port {port}: it is already in use" in stderr
+    assert "--port 0" in stderr
+
+
+def test_missing_fixture_names_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.jsonl"
+
+    for command in ("show", "replay"):
+        status = main([command, str(missing)])
+
+        stderr = capsys.readouterr().err
+        assert status == 2
+        assert stderr == f"lprecord: error: {missing}: No such file or directory\n"
 
 
 def restore_default_sigint() -> None:

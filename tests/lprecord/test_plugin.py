@@ -60,3 +60,21 @@ def test_marker_with_two_paths_is_usage_error(pytester: pytest.Pytester) -> None
 
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*UsageError: @pytest.mark.lp_fixture takes one path argument*"])
+
+
+def test_marker_with_unknown_option_names_it(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.lp_fixture({str(CHAT_SESSION)!r}, key_lifetime=5)
+        def test_misspelled(lp_server):
+            pass
+        """
+    )
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*lp_fixture marker: unknown option 'key_lifetime'; *key_ttl*"])
+    result.stdout.no_fnmatch_line("*TypeError*")
