@@ -1,9 +1,10 @@
-"""Checking fixtures before they are shared: schema errors and values that look like secrets.
+"""Checking fixtures before they are shared: schema errors, secrets and exchange order.
 
 `check_fixture` reads a file with `read_fixture`, so any schema error is reported with its file,
 line and reason. It then looks at every string in the file: header fields, URLs, request
 parameters, response headers, bodies (the strings inside a JSON body, else the body as text),
-transport error texts, and unknown fields. These count as findings:
+transport error texts, and unknown fields, and at the order of the exchanges. These count as
+findings:
 
 - an unredacted secret: an `access_token` or `key` request parameter, or the `key` of a
   getLongPollServer reply or of getLongPollHistory's `credentials`, whose value is neither
@@ -12,16 +13,19 @@ transport error texts, and unknown fields. These count as findings:
   how current VK user tokens start. Or a run of 85 or more characters from `[A-Za-z0-9_-]`
   that mixes letters and digits, because older VK tokens are 85 characters long. Long words
   and long numbers do not count;
-- a key-like value: exactly 40 hex digits in a row, the form of every long poll key seen.
+- a key-like value: exactly 40 hex digits in a row, the form of every long poll key seen;
+- an exchange that ends before an exchange on an earlier line, which a recorder that appends
+  each exchange as it ends cannot write.
 
 Each location gets at most one finding, the first that applies in the order above. The checks
 are heuristics: a value in another form can still be a secret.
 """
 
 import json
+import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,9 @@ _KEY = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{40}(?![0-9A-Fa-f])")
 # Paths of the long poll key in API replies: in getLongPollServer's response, and in the
 # credentials of getLongPollHistory.
 _BODY_SECRET_PATHS = frozenset({"body.response.key", "body.response.credentials.key"})
+
+#: Seconds an exchange may seem to end before an earlier one: two rounded times.
+_END_TOLERANCE = 2e-6
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,9 +100,35 @@ def check_fixture(path: str | os.PathLike[str]) -> CheckReport:
             Finding(path=fixture_path, line=number, message=message)
             for message in _scan(_exchange_strings(exchange))
         )
+    findings.extend(
+        Finding(path=fixture_path, line=line, message=message)
+        for line, message in _order_findings(fixture.exchanges)
+    )
     return CheckReport(
         path=fixture_path, findings=tuple(findings), exchanges=len(fixture.exchanges)
     )
+
+
+def _order_findings(exchanges: Sequence[Exchange]) -> Iterator[tuple[int, str]]:
+    """Find exchanges that end before an earlier line's exchange.
+
+    The recorder appends each exchange when it ends, so the ends (`t` plus
+    `elapsed`) never go backwards in a recorded file; the start times may,
+    because a poll held for 25 s ends after calls sent during it. Times are
+    written rounded to the microsecond, hence the tolerance.
+    """
+    latest_end, latest_line = -math.inf, 0
+    for line, exchange in enumerate(exchanges, start=2):
+        end = exchange.t + exchange.elapsed
+        if end < latest_end - _END_TOLERANCE:
+            message = (
+                f"exchange ends at {end:.6f} s, before the one on line {latest_line} "
+                f"({latest_end:.6f} s); the recorder writes exchanges in the order they end, so "
+                "lines were moved or times edited: put the lines back in order of t + elapsed"
+            )
+            yield line, message
+        elif end >= latest_end:
+            latest_end, latest_line = end, line
 
 
 def find_secret(location: str, value: str) -> str | None:

@@ -386,6 +386,22 @@ def test_check_schema_error_exits_1(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert line.startswith(f"{path}:4: line is not valid JSON")
 
 
+def test_check_flags_exchanges_out_of_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = CHAT_SESSION.read_text("utf-8").splitlines()
+    lines[3], lines[4] = lines[4], lines[3]
+    path = tmp_path / "moved.jsonl"
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+
+    result = run(capsys, ["check", str(path)])
+
+    assert result.status == 1
+    [finding] = result.stdout.splitlines()
+    assert finding.startswith(f"{path}:5: exchange ends at ")
+    assert "before the one on line 4" in finding
+
+
 def test_check_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     absent = tmp_path / "absent.jsonl"
 
