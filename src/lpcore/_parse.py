@@ -26,6 +26,7 @@ from ._updates import (
     Update,
     _Slot,
     builder_lines,
+    compile_builder,
     condition,
     looks_like_attachments,
     make_builder,
@@ -49,21 +50,20 @@ def parse_update(raw: Any, *, mode: Mode = Mode.DEFAULT, version: int = 3) -> Up
     # `mode` and `version` are part of the contract so that layouts that
     # depend on them can be chosen here; the version 3 layouts below read
     # by type and position and do not need them yet.
-    del mode, version
+    #
+    if type(raw) is list and raw and type(raw[0]) is int:
+        read = _READERS.get(raw[0])
+        if read is None:
+            return _build_unknown(raw, raw)
+        return read(raw)
     if type(raw) is not list:
         return MalformedUpdate(
             code=-1, raw=raw, reason=f"an update must be an array, got {_kind(raw)}"
         )
-    if not raw or type(raw[0]) is not int:
-        first = "nothing" if not raw else repr(raw[0])
-        return MalformedUpdate(
-            code=-1, raw=raw, reason=f"element 0 must be the integer event code, got {first}"
-        )
-
-    read = _READERS.get(raw[0])
-    if read is None:
-        return _build_unknown(raw, raw)
-    return read(raw)
+    first = "nothing" if not raw else repr(raw[0])
+    return MalformedUpdate(
+        code=-1, raw=raw, reason=f"element 0 must be the integer event code, got {first}"
+    )
 
 
 _Reader = Callable[[list[Any]], Update]
@@ -189,35 +189,38 @@ def _all_ints(values: list[Any]) -> bool:
     return True
 
 
-_build_peer_activity = make_builder(
+def _positional_builder(cls: type[Update], names: tuple[str, ...]) -> Callable[..., Update]:
+    """Build `cls` from ``raw`` and the values of `names` as positional arguments."""
+    return compile_builder(cls, ", ".join(("raw", *names)), {"raw": "raw"} | {n: n for n in names})
+
+
+_build_peer_activity = _positional_builder(
     PeerActivity, ("code", "peer_id", "user_ids", "total_count", "timestamp", "peer_first")
 )
 
 
 def _read_peer_activity(raw: list[Any]) -> Update:
-    if len(raw) < 3:
-        return _malformed(
-            raw, f"needs at least 3 elements [code, peer_id, user_ids], got {len(raw)}"
-        )
+    n = len(raw)
+    if n < 3:
+        return _malformed(raw, f"needs at least 3 elements [code, peer_id, user_ids], got {n}")
     peer_first = type(raw[2]) is list
     peer_id, user_ids = (raw[1], raw[2]) if peer_first else (raw[2], raw[1])
     if type(peer_id) is not int or type(user_ids) is not list or not _all_ints(user_ids):
         return _malformed(
             raw, "must carry an int peer_id and a list of int user ids at index 1 and 2"
         )
-    tail = raw[3:5]
-    if not _all_ints(tail):
-        return _malformed(raw, f"total_count and timestamp must be ints, got {tail!r}")
-    total_count = tail[0] if tail else None
-    timestamp = tail[1] if len(tail) > 1 else None
+    total_count = raw[3] if n > 3 else None
+    timestamp = raw[4] if n > 4 else None
+    if (n > 3 and type(total_count) is not int) or (n > 4 and type(timestamp) is not int):
+        return _malformed(raw, f"total_count and timestamp must be ints, got {raw[3:5]!r}")
     return _build_peer_activity(
-        raw, (raw[0], peer_id, tuple(user_ids), total_count, timestamp, peer_first)
+        raw, raw[0], peer_id, tuple(user_ids), total_count, timestamp, peer_first
     )
 
 
 _NOTIFICATION_KEYS = ("peer_id", "sound", "disabled_until")
 
-_build_notification_settings = make_builder(
+_build_notification_settings = _positional_builder(
     NotificationSettings, ("peer_id", "sound", "disabled_until", "object_form")
 )
 
@@ -234,7 +237,7 @@ def _read_notification_settings(raw: list[Any]) -> Update:
             return _malformed(
                 raw, f"peer_id, sound and disabled_until must be ints, got {values!r}"
             )
-    return _build_notification_settings(raw, (*values, object_form))
+    return _build_notification_settings(raw, *values, object_form)
 
 
 _build_extended_call = make_builder(ExtendedCall, ("payload",))
