@@ -1,8 +1,10 @@
 """HTTP/1.1 server on h11 and trio, used to host fake long-poll servers in tests.
 
 Each accepted connection gets its own task, which reads requests with h11 and passes
-each one to the handler. While the handler runs, a second task reads the socket so that
-a client that hangs up cancels the handler: a held long poll must end with its client.
+each one to the handler. A client that hangs up while the handler runs cancels the
+handler, because a held long poll must end with its client. On Linux, for plain TCP, one
+epoll instance per server notices the hang-ups (`_HangupWatcher`). Otherwise, and always
+over TLS, a second task per request reads the connection until the handler returns.
 
 Errors from the handler are not swallowed. The client gets a 500 reply when the
 connection still allows one, the server stops, and `serve_http` raises the error in an
@@ -19,11 +21,13 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import select
 import socket
 import ssl
 import struct
+import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NoReturn
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -110,6 +114,9 @@ class Transport:
             raise ValueError(f"chunk_delay={self.chunk_delay} must not be negative")
 
 
+_WHOLE_REPLY = Transport()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HttpReply:
     """Reply returned by the handler, to which the server adds Content-Type and Content-Length."""
@@ -118,7 +125,7 @@ class HttpReply:
     body: bytes = b""
     content_type: str = "application/json; charset=utf-8"
     headers: tuple[tuple[str, str], ...] = ()
-    transport: Transport = field(default_factory=Transport)
+    transport: Transport = _WHOLE_REPLY
     error: Exception | None = None
     """An error to raise out of `serve_http` after this reply is sent. The server closes
     the connection and stops, as it does when the handler raises."""
@@ -162,8 +169,13 @@ async def serve_http(
     server = _Server(handler, ssl_context)
     try:
         with server.cancel_scope:
-            await trio.serve_listeners(server.serve_connection, listeners)
+            async with trio.open_nursery() as nursery:
+                if server.hangups is not None:
+                    nursery.start_soon(server.hangups.run)
+                await trio.serve_listeners(server.serve_connection, listeners)
     finally:
+        if server.hangups is not None:
+            server.hangups.close()
         # Raised here rather than from the connection task, because trio.serve_listeners
         # closes each connection with an await in a `finally`. If the caller cancels the
         # server at that moment, as a test does when it ends, that await replaces the error
@@ -180,6 +192,10 @@ class _Server:
         self.ssl_context = ssl_context
         self.errors: list[Exception] = []
         self.cancel_scope = trio.CancelScope()
+        # Over TLS a client may end the session with a close_notify alert and keep the TCP
+        # connection open, which only reading the stream notices, so TLS connections keep
+        # a watcher task.
+        self.hangups = _HangupWatcher() if ssl_context is None and _HAS_EPOLL else None
 
     def record_error(self, error: Exception) -> None:
         """Store `error` for `serve_http` to raise, once per error object."""
@@ -205,13 +221,58 @@ class _Server:
             try:
                 if isinstance(stream, trio.SSLStream):
                     await _do_handshake(stream)
-                await _Connection(stream, tcp_stream, self, peer).serve()
+                # With `_HangupWatcher`, a client that hangs up while the handler runs
+                # cancels this scope, which ends the connection. One scope per connection,
+                # rather than one per request, keeps its cost off each request.
+                with trio.CancelScope() as scope:
+                    await _Connection(stream, tcp_stream, self, peer, scope).serve()
             except _ClientGoneError as exc:
                 # A client that goes away is routine and ends only its own connection.
                 logger.debug("connection from %s ended: %s", peer, exc)
             except Exception as exc:
                 # A failure in any connection stops the whole server.
                 self.stop(exc)
+
+
+_HAS_EPOLL = hasattr(select, "epoll") and hasattr(select, "EPOLLRDHUP")
+
+
+class _HangupWatcher:
+    """Cancels a running handler when its client closes or resets the TCP connection (Linux).
+
+    A connection registers its socket while its handler runs. The epoll instance reports
+    EPOLLRDHUP when the client's FIN arrives, and EPOLLHUP or EPOLLERR after a reset. It is
+    not asked for EPOLLIN, so a pipelined request stays unread in the socket until the
+    handler returns. EPOLLONESHOT reports each registration once, so a closed connection
+    whose handler is still unwinding does not keep the watcher's `run` busy.
+    """
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._connections: dict[int, _Connection] = {}
+
+    def watch(self, fd: int, connection: _Connection) -> None:
+        """Report a hang-up on socket `fd` to `connection` until `unwatch(fd)`."""
+        # A FIN or a reset that arrived before this call is reported too, because
+        # epoll checks the socket's state when the socket is registered.
+        self._epoll.register(fd, select.EPOLLRDHUP | select.EPOLLONESHOT)
+        self._connections[fd] = connection
+
+    def unwatch(self, fd: int) -> None:
+        del self._connections[fd]
+        self._epoll.unregister(fd)
+
+    async def run(self) -> None:
+        """Pass hang-ups to their connections until cancelled."""
+        while True:
+            await trio.lowlevel.wait_readable(self._epoll)
+            for fd, _events in self._epoll.poll(0):
+                connection = self._connections.get(fd)
+                if connection is not None:
+                    connection.hang_up()
+
+    def close(self) -> None:
+        self._epoll.close()
 
 
 def _format_peer(tcp_stream: trio.SocketStream) -> str:
@@ -234,8 +295,25 @@ async def _do_handshake(stream: trio.SSLStream[trio.SocketStream]) -> None:
 class _Connection:
     """One client connection: reads requests, runs the handler and sends replies."""
 
+    __slots__ = (
+        "_client_gone",
+        "_client_host",
+        "_h11",
+        "_handler_running",
+        "_peer",
+        "_scope",
+        "_server",
+        "_stream",
+        "_tcp_stream",
+    )
+
     def __init__(
-        self, stream: trio.abc.Stream, tcp_stream: trio.SocketStream, server: _Server, peer: str
+        self,
+        stream: trio.abc.Stream,
+        tcp_stream: trio.SocketStream,
+        server: _Server,
+        peer: str,
+        scope: trio.CancelScope,
     ) -> None:
         self._stream = stream
         self._tcp_stream = tcp_stream
@@ -245,6 +323,16 @@ class _Connection:
         self._h11 = h11.Connection(h11.SERVER)
         self._client_gone = False
         self._handler_running = False
+        self._scope = scope
+
+    def hang_up(self) -> None:
+        """Note that the client has closed or reset the connection, and end the connection.
+
+        `_HangupWatcher` calls this only while the handler runs, which the cancellation
+        then interrupts.
+        """
+        self._client_gone = True
+        self._scope.cancel()
 
     async def serve(self) -> None:
         """Serve requests until the client or the protocol ends the connection."""
@@ -263,6 +351,15 @@ class _Connection:
             if reply.error is not None:
                 await self._send_then_stop(reply, reply.error, is_head=request.method == "HEAD")
                 return
+            head = self._plain_reply_head(reply)
+            if head is not None:
+                # A reply that h11 would frame with no more than these headers is written
+                # here, and a fresh h11 connection takes over the next request.
+                await self._send_bytes(head if request.method == "HEAD" else head + reply.body)
+                if self._h11.their_state is not h11.DONE:
+                    return
+                self._h11 = _next_cycle_connection(self._h11)
+                continue
             await self._send_reply(reply, is_head=request.method == "HEAD")
 
             if reply.transport.cut is not None:
@@ -322,10 +419,53 @@ class _Connection:
             # h11 returns None only for ConnectionClosed, which this server never sends.
             assert data is not None
             chunks.append(data)
+        await self._send_bytes(b"".join(chunks))
+
+    async def _send_bytes(self, data: bytes) -> None:
         try:
-            await self._stream.send_all(b"".join(chunks))
+            await self._stream.send_all(data)
         except trio.BrokenResourceError as exc:
             raise _ClientGoneError(f"send failed: {exc}") from exc
+
+    def _plain_reply_head(self, reply: HttpReply) -> bytes | None:
+        """Return the head that h11 would send for `reply`, or None if h11 must send it.
+
+        Covers a whole reply with a Content-Length body and no headers of the handler's
+        own, after a request that asked for no protocol switch. Its head is the status
+        line, Content-Type and Content-Length, and "Connection: close" when the client
+        disabled keep-alive, in h11's order and spelling. The caller sends the head and
+        the body, so h11's state for the reply is left behind: a keep-alive connection
+        continues on the h11 connection that `_next_cycle_connection` returns.
+        """
+        transport = reply.transport
+        if (
+            transport.cut is not None
+            or transport.chunk_size is not None
+            or reply.headers
+            or reply.status in _STATUSES_WITHOUT_BODY
+            or not 200 <= reply.status <= 999
+            or self._h11.our_state is not h11.SEND_RESPONSE
+        ):
+            return None
+        their_state = self._h11.their_state
+        if their_state is h11.DONE:
+            closing = b""
+        elif their_state is h11.MUST_CLOSE:
+            # The client sent "Connection: close" or spoke HTTP/1.0, so h11 would add
+            # this header and end the connection after the reply.
+            closing = b"Connection: close\r\n"
+        else:
+            return None
+        content_type = _checked_content_type(reply.content_type)
+        if content_type is None:
+            return None
+        # h11 sends no reason phrase: the space after the status code ends the status line.
+        return b"HTTP/1.1 %d \r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n" % (
+            reply.status,
+            content_type,
+            len(reply.body),
+            closing,
+        )
 
     async def _call_handler(self, request: HttpRequest) -> HttpReply | None:
         """Run the handler, cancelling it if the client closes the connection meanwhile.
@@ -333,6 +473,38 @@ class _Connection:
         Returns None when the client has gone, unless the reply carries an error that must
         still stop the server. Re-raises the handler's exception after replying 500.
         """
+        hangups = self._server.hangups
+        if hangups is None:
+            reply, error = await self._run_handler_with_watcher_task(request)
+        else:
+            # The handler runs in this task, and `hangups` watches the socket meanwhile.
+            # A hang-up cancels the connection's scope, so the Cancelled exception ends
+            # `serve` too. This path is written out here rather than in a method of its
+            # own, because each coroutine frame stays in memory while a poll is held.
+            reply = None
+            error = None
+            fd = self._tcp_stream.socket.fileno()
+            hangups.watch(fd, self)
+            try:
+                reply = await self._server.handler(request)
+            except Exception as exc:
+                # Stored at once: the awaits after this call may be cancelled before the
+                # error reaches `serve_connection`.
+                self._server.record_error(exc)
+                error = exc
+            finally:
+                hangups.unwatch(fd)
+
+        if error is not None:
+            await self._reply_500(error)
+        if self._client_gone and (reply is None or reply.error is None):
+            return None
+        return reply
+
+    async def _run_handler_with_watcher_task(
+        self, request: HttpRequest
+    ) -> tuple[HttpReply | None, Exception | None]:
+        """Run the handler while a second task reads the stream to notice a hang-up."""
         reply: HttpReply | None = None
         error: Exception | None = None
         async with trio.open_nursery() as nursery:
@@ -341,18 +513,13 @@ class _Connection:
             try:
                 reply = await self._server.handler(request)
             except Exception as exc:
-                # Stored at once: the awaits below may be cancelled before the error
-                # reaches `serve_connection`.
+                # Stored at once: the awaits after this call may be cancelled before the
+                # error reaches `serve_connection`.
                 self._server.record_error(exc)
                 error = exc
             self._handler_running = False
             nursery.cancel_scope.cancel()
-
-        if error is not None:
-            await self._reply_500(error)
-        if self._client_gone and (reply is None or reply.error is None):
-            return None
-        return reply
+        return reply, error
 
     async def _watch_for_close(self, handler_scope: trio.CancelScope) -> None:
         """Cancel `handler_scope` once the client closes or resets the connection."""
@@ -506,6 +673,17 @@ def _decode_path(raw_path: str) -> str:
 
 def _parse_params(query: str) -> dict[str, str]:
     """Parse form-encoded parameters. A repeated name keeps its last value."""
+    if "%" not in query and "+" not in query:
+        # Nothing to decode, so splitting gives what parse_qsl would: empty fields are
+        # skipped, and a field without "=" gets an empty value.
+        params: dict[str, str] = {}
+        for pair in query.split("&"):
+            if pair:
+                name, _, value = pair.partition("=")
+                # Names repeat from request to request, so a held request keeps a shared
+                # copy of each name rather than one of its own.
+                params[sys.intern(name)] = value
+        return params
     try:
         return dict(parse_qsl(query, keep_blank_values=True, errors="strict"))
     except UnicodeDecodeError as exc:
@@ -525,3 +703,46 @@ def _is_form(headers: Sequence[tuple[bytes, bytes]]) -> bool:
             media_type = value.split(b";", 1)[0].strip().lower()
             return media_type == _FORM_CONTENT_TYPE.encode()
     return False
+
+
+# RFC 9110 sections 15.3.5 and 15.4.5: 204 and 304 replies carry no body and need h11's
+# framing rules. A 1xx status is no final reply, and h11 rejects it in a Response.
+_STATUSES_WITHOUT_BODY = frozenset({204, 304})
+_checked_content_types: dict[str, bytes | None] = {}
+
+
+def _checked_content_type(content_type: str) -> bytes | None:
+    """Return `content_type` as header bytes if h11 accepts it as a field value, else None."""
+    try:
+        return _checked_content_types[content_type]
+    except KeyError:
+        pass
+    checked: bytes | None
+    try:
+        # h11 validates a header value when it builds an event. The value is checked
+        # here once and kept, because a server sends few distinct content types.
+        h11.Response(status_code=200, headers=[("Content-Type", content_type)])
+        checked = content_type.encode("ascii")
+    except (h11.LocalProtocolError, UnicodeEncodeError):
+        checked = None
+    if len(_checked_content_types) < _MAX_CHECKED_CONTENT_TYPES:
+        _checked_content_types[content_type] = checked
+    return checked
+
+
+_MAX_CHECKED_CONTENT_TYPES = 64
+
+
+def _next_cycle_connection(done: h11.Connection) -> h11.Connection:
+    """Return a new server connection that contains the bytes `done` received but did not parse.
+
+    Used after a reply that was sent without h11: the new connection starts in the IDLE
+    state that `start_next_cycle` would have given `done`.
+    """
+    fresh = h11.Connection(h11.SERVER)
+    data, closed = done.trailing_data
+    if data:
+        fresh.receive_data(bytes(data))
+    if closed:
+        fresh.receive_data(b"")
+    return fresh

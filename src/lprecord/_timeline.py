@@ -17,6 +17,7 @@ reply is written for the consumer's `mode` (see `_wire`) and `version`
 handles the API methods other than the long poll ones.
 """
 
+import bisect
 import dataclasses
 import datetime
 import email.utils
@@ -257,8 +258,12 @@ class Hold:
     until: float
 
 
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _json(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    # One shared encoder: json.dumps builds a new one for every call with options.
+    return _JSON_ENCODER.encode(value).encode()
 
 
 def _api_error(code: int, message: str, method: str, **extra: str) -> Reply:
@@ -288,6 +293,19 @@ class _Key:
     #: The address the key was issued to, or "" for a key any address may use.
     host: str = ""
     valid: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _DueIndex:
+    """Prefix tables over the engine's updates, for one start time, speed and update count."""
+
+    start: float
+    speed: float
+    size: int
+    #: ready[i] is the server time by which updates 0 to i have all become available.
+    ready: list[float]
+    #: persistent[i] is how many of the first i updates have a pts code.
+    persistent: list[int]
 
 
 @dataclass(slots=True)
@@ -323,6 +341,7 @@ class ReplayEngine:
     _recorded_api: RecordedApi = field(init=False)
     #: What newer versions send and the recording lacks, for each update served so far.
     _version_history: VersionHistory = field(default_factory=VersionHistory)
+    _due_index: _DueIndex | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._updates = list(self.timeline.updates)
@@ -345,15 +364,46 @@ class ReplayEngine:
         return self._start + due / self.speed
 
     def _available(self, now: float) -> int:
-        """Return how many updates are available at `now`."""
+        """Return how many updates are available at `now`.
+
+        Counts the leading updates whose `_at(due)` is not after `now`, so an update
+        whose due time has come still waits for every update before it.
+        """
         if self._start is None:
             return 0
-        count = 0
+        return bisect.bisect_right(self._index().ready, now)
+
+    def _index(self) -> _DueIndex:
+        """Return the prefix tables of the current updates, rebuilt after any change."""
+        assert self._start is not None
+        index = self._due_index
+        if (
+            index is not None
+            and index.start == self._start
+            and index.speed == self.speed
+            and index.size == len(self._updates)
+        ):
+            return index
+        ready: list[float] = []
+        persistent = [0]
+        latest = -math.inf
         for update in self._updates:
-            if self._at(update.due) > now:
-                break
-            count += 1
-        return count
+            moment = self._at(update.due)
+            # Written as a comparison rather than max(), so that a NaN due time counts as
+            # available, as the comparison in `_available` always treated it.
+            if moment > latest:
+                latest = moment
+            ready.append(latest)
+            persistent.append(persistent[-1] + (code_of(update.raw) in PTS_CODES))
+        index = _DueIndex(
+            start=self._start,
+            speed=self.speed,
+            size=len(self._updates),
+            ready=ready,
+            persistent=persistent,
+        )
+        self._due_index = index
+        return index
 
     def newest_ts(self, now: float) -> int:
         """The ts of the newest available event (the server's event counter)."""
@@ -362,9 +412,9 @@ class ReplayEngine:
     def _pts(self, now: float) -> int | None:
         if self.timeline.initial_pts is None:
             return None
-        count = self._available(now)
-        persistent = sum(1 for u in self._updates[:count] if code_of(u.raw) in PTS_CODES)
-        return self.timeline.initial_pts + persistent
+        if self._start is None:
+            return self.timeline.initial_pts
+        return self.timeline.initial_pts + self._index().persistent[self._available(now)]
 
     # -- injected faults --------------------------------------------------------
 
@@ -495,6 +545,7 @@ class ReplayEngine:
         while self._at(due) > now:
             due = math.nextafter(due, -math.inf)
         self._updates.insert(self._available(now), TimedUpdate(due=due, raw=raw, mode=mode))
+        self._due_index = None
         return self.newest_ts(now)
 
     def _credentials(self, now: float, *, with_pts: bool, host: str) -> dict[str, Any]:
@@ -668,7 +719,11 @@ class ReplayEngine:
         """Return the server time at which the next update or recorded reply becomes due."""
         if self._start is None:
             return float("inf")
-        pending = [self._at(u.due) for u in self._updates[self._available(now) :][:1]]
-        pending += [self._at(r.due) for r in self.timeline.replies[self._served_replies :][:1]]
+        pending: list[float] = []
+        available = self._available(now)
+        if available < len(self._updates):
+            pending.append(self._at(self._updates[available].due))
+        if self._served_replies < len(self.timeline.replies):
+            pending.append(self._at(self.timeline.replies[self._served_replies].due))
         later = [moment for moment in pending if moment > now]
         return min(later, default=float("inf"))

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
+from urllib.parse import parse_qsl
 
 import h11
 import pytest
@@ -21,6 +22,7 @@ from lprecord._httpserver import (
     Handler,
     HttpReply,
     HttpRequest,
+    _parse_params,
     serve_http,
 )
 
@@ -310,6 +312,69 @@ async def test_held_handler_cancelled_on_disconnect(
     assert trio.current_time() < 3600
 
 
+async def test_held_handler_cancelled_on_tls_disconnect(
+    autojump_clock: trio.abc.Clock,
+    server_ssl_context: ssl.SSLContext,
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    started = trio.Event()
+    cancelled = trio.Event()
+
+    async def hold(request: HttpRequest) -> HttpReply:
+        started.set()
+        try:
+            await trio.sleep(3600)
+        except trio.Cancelled:
+            cancelled.set()
+            raise
+        return HttpReply()
+
+    async with running_server(hold, server_ssl_context) as address:
+        async with open_client(address, client_ssl_context) as client:
+            await client.send_request("GET", "/nim1?act=a_check&wait=25")
+            with trio.fail_after(TEST_TIMEOUT):
+                await started.wait()
+
+        with trio.fail_after(TEST_TIMEOUT):
+            await cancelled.wait()
+
+    assert cancelled.is_set()
+    assert trio.current_time() < 3600
+
+
+async def test_disconnect_cancels_only_its_handler(autojump_clock: trio.abc.Clock) -> None:
+    # A connection opened after a hang-up may get the closed socket's file descriptor,
+    # and its held handler must not be cancelled by the earlier hang-up.
+    started: list[str] = []
+    cancelled: list[str] = []
+
+    async def hold(request: HttpRequest) -> HttpReply:
+        started.append(request.path)
+        try:
+            await trio.sleep(10)
+        except trio.Cancelled:
+            cancelled.append(request.path)
+            raise
+        return HttpReply(body=request.path.encode())
+
+    async with running_server(hold) as address:
+        async with await trio.open_tcp_stream(address.host, address.port) as stream:
+            await stream.send_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+            await trio.sleep(1)
+        async with (
+            open_client(address) as client,
+            await trio.open_tcp_stream(address.host, address.port) as other,
+        ):
+            await other.send_all(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
+            with trio.fail_after(TEST_TIMEOUT):
+                response = await client.request("GET", "/second")
+
+    assert sorted(started) == ["/first", "/other", "/second"]
+    assert cancelled[0] == "/first"
+    assert "/second" not in cancelled
+    assert response.body == b"/second"
+
+
 async def test_reset_between_requests_is_quiet(autojump_clock: trio.abc.Clock) -> None:
     handler = RecordingHandler()
     async with running_server(handler) as address:
@@ -546,3 +611,84 @@ async def test_invalid_reply_propagates(autojump_clock: trio.abc.Clock) -> None:
             await client.send_request("GET", "/")
             # The server's error must cancel this wait long before the deadline.
             await trio.sleep(TEST_TIMEOUT)
+
+
+@asynccontextmanager
+async def open_raw_stream(address: BoundAddress) -> AsyncIterator[trio.SocketStream]:
+    async with await trio.open_tcp_stream(address.host, address.port) as stream:
+        yield stream
+
+
+def h11_reply_bytes(request: bytes, reply_body: bytes) -> bytes:
+    """Return the bytes that h11 sends for a 200 JSON reply to `request`."""
+    connection = h11.Connection(h11.SERVER)
+    connection.receive_data(request)
+    head = connection.next_event()
+    assert isinstance(head, h11.Request)
+    assert isinstance(connection.next_event(), h11.EndOfMessage)
+    headers = [
+        ("Content-Type", "application/json; charset=utf-8"),
+        ("Content-Length", str(len(reply_body))),
+    ]
+    parts = [connection.send(h11.Response(status_code=200, headers=headers))]
+    if head.method != b"HEAD":
+        parts.append(connection.send(h11.Data(data=reply_body)))
+    parts.append(connection.send(h11.EndOfMessage()))
+    return b"".join(part for part in parts if part is not None)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /nim1?act=a_check HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"HEAD /nim1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /nim1 HTTP/1.0\r\n\r\n",
+        b"GET /nim1 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Close\r\n\r\n",
+    ],
+    ids=["close", "head", "http-1.0", "close-token"],
+)
+async def test_whole_reply_bytes_match_h11(
+    autojump_clock: trio.abc.Clock, request_bytes: bytes
+) -> None:
+    body = b'{"ts":1,"updates":[]}'
+    handler = RecordingHandler(HttpReply(body=body))
+    async with running_server(handler) as address, open_raw_stream(address) as stream:
+        await stream.send_all(request_bytes)
+        with trio.fail_after(TEST_TIMEOUT):
+            received = await read_until_eof(stream)
+
+    assert received == h11_reply_bytes(request_bytes, body)
+
+
+async def test_keep_alive_reply_bytes_match_h11(autojump_clock: trio.abc.Clock) -> None:
+    body = b'{"ts":1,"updates":[]}'
+    request_bytes = b"GET /nim1?act=a_check HTTP/1.1\r\nHost: x\r\n\r\n"
+    expected = h11_reply_bytes(request_bytes, body)
+    handler = RecordingHandler(HttpReply(body=body))
+    async with running_server(handler) as address, open_raw_stream(address) as stream:
+        # Two requests in one write: the second one waits in h11's buffer while the
+        # server replies to the first, and must get its reply on the same connection.
+        await stream.send_all(request_bytes * 2)
+        received = b""
+        with trio.fail_after(TEST_TIMEOUT):
+            while len(received) < 2 * len(expected):
+                received += await stream.receive_some()
+
+    assert received == expected * 2
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "act=a_check&key=k&ts=5",
+        "a=1&a=2",
+        "blank=&flag&&=value&x=1=2",
+        "name=%D0%BF&plus=a+b",
+        "&&",
+    ],
+)
+def test_parse_params_matches_parse_qsl(query: str) -> None:
+    expected = dict(parse_qsl(query, keep_blank_values=True))
+
+    assert _parse_params(query) == expected

@@ -437,3 +437,42 @@ def test_recorded_502_keeps_content_type() -> None:
 def test_fixture_without_server_is_rejected(exchanges: tuple[Exchange, ...]) -> None:
     with pytest.raises(ValueError, match=r"no successful messages\.getLongPollServer reply"):
         Timeline.from_fixture(fixture_of(*exchanges))
+
+
+def out_of_order_fixture() -> Fixture:
+    """Build a fixture whose second recorded poll completed before its first one."""
+    return fixture_of(
+        server_exchange(),
+        updates_exchange(due=5.0, ts=FIRST_TS + 1, updates=[MESSAGE]),
+        updates_exchange(due=3.0, ts=FIRST_TS + 2, updates=[READ]),
+        updates_exchange(due=8.0, ts=FIRST_TS + 3, updates=[TYPING]),
+    )
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "expected_ts"),
+    [
+        (2.0, FIRST_TS),
+        (4.0, FIRST_TS),
+        (5.0, FIRST_TS + 2),
+        (7.0, FIRST_TS + 2),
+        (8.0, FIRST_TS + 3),
+    ],
+)
+def test_out_of_order_updates_wait_for_earlier(elapsed: float, expected_ts: int) -> None:
+    # An update counts as available only once every update recorded before it is.
+    engine, _key = start_engine(out_of_order_fixture())
+
+    assert engine.newest_ts(START + elapsed) == expected_ts
+
+
+def test_pts_counts_pushed_update() -> None:
+    engine, key = start_engine(later_updates_fixture())
+    before = json_of(engine.poll(poll_params(key, FIRST_TS, mode=32), START, START + 5.0))
+
+    engine.push(READ, START + 6.0)
+    after = json_of(engine.poll(poll_params(key, FIRST_TS + 3, mode=32), START, START + 6.0))
+
+    assert before["pts"] == FIRST_PTS + 2
+    assert after["pts"] == FIRST_PTS + 3
+    assert after["ts"] == FIRST_TS + 4
