@@ -114,10 +114,10 @@ def _compile_reader(
     element at fault. Where two layouts accept the same element types, the
     later one is used.
 
-    The reader has one branch per array length and, in it, one test per
-    combination of accepted types, each followed by the statements that
-    build the update, so a well-formed array costs no call and no lookup
-    besides the update's own construction (see `builder_lines`). Reading
+    The reader has one branch per array length. In it, each combination of
+    accepted types gets one test, followed by the statements that build the
+    update (see `builder_lines`). So a well-formed array costs no call and
+    no lookup besides the update's own construction. Reading
     ``[6, 100002, 1000001]`` as ReadIncoming (two int fields) runs::
 
         def read(raw):
@@ -308,7 +308,7 @@ def _read_message_slowly(cls: type[Update], raw: list[Any]) -> Update:
 
 
 def _message_reader(cls: type[Update]) -> _Reader:
-    """Read a message event the way `_read_message_slowly` does, with one type lookup.
+    """Read a message event the way `_read_message_slowly` does, with one generated reader.
 
     The additional-data object accepts only a dict, so a key whose element 6
     is an int can only come from the layout without objects.

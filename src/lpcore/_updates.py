@@ -32,10 +32,11 @@ class _Slot:
     to_field: Callable[[Any], Any] | None = None
     #: Field value to wire value.
     to_wire: Callable[[Any], Any] | None = None
-    #: Extra condition on the wire value as a Python expression with ``{}``
-    #: for the value (so generated readers can inline it; `condition`
-    #: compiles it), and how to describe a value that fails it.
+    #: Extra condition on the wire value, as a Python expression with ``{}``
+    #: for the value, so that generated readers can inline it. `condition`
+    #: compiles it for other callers.
     valid: str | None = None
+    #: How an error message describes a value that fails `valid`.
     requirement: str = ""
 
 
@@ -728,8 +729,8 @@ def _writable_twin(cls: type) -> type:
     Both `__setattr__` and `__delattr__` must be object's own: the frozen
     dataclass defines both, and either one in Python code makes every store
     go through a Python-level call. The twin adds no slots, so an instance
-    can become a `cls` by assigning ``__class__``; nothing else ever sees
-    the twin.
+    can become a `cls` by assigning ``__class__``, and no builder returns
+    an instance of the twin.
     """
     twin = _TWINS.get(cls)
     if twin is None:

@@ -113,7 +113,7 @@ def _order_findings(exchanges: Sequence[Exchange]) -> Iterator[tuple[int, str]]:
     """Find exchanges that end before an earlier line's exchange.
 
     The recorder appends each exchange when it ends, so the ends (`t` plus
-    `elapsed`) never go backwards in a recorded file; the start times may,
+    `elapsed`) never go backwards in a recorded file. The start times may,
     because a poll held for 25 s ends after calls sent during it. Times are
     written rounded to the microsecond, hence the tolerance.
     """

@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def describe_error(error: BaseException) -> str:
-    """Say what went wrong; a file error names its file the way Unix tools do."""
+    """Describe `error` for the user. A file error names its file the way Unix tools do."""
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
         return f"{error.filename}: {error.strerror}"
     return str(error)
