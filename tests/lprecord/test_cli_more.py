@@ -6,6 +6,7 @@ Captures record the embedded demo (no token), which replays a shipped fixture in
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -350,15 +351,24 @@ def test_check_shipped_fixtures(capsys: pytest.CaptureFixture[str]) -> None:
     assert result.stderr == ""
 
 
-def leaky_copy(tmp_path: Path) -> Path:
-    """A copy of the chat session whose second exchange has the real key in params.key."""
+def edited_copy(tmp_path: Path, name: str, edit: Callable[[list[str]], None]) -> Path:
+    """Write a copy of the chat session, its lines changed in place by `edit`, as `name`."""
     lines = CHAT_SESSION.read_text("utf-8").splitlines()
-    poll = json.loads(lines[2])
-    poll["request"]["params"]["key"] = "6f1e0c9a4b7d2e8f3a5c1b9d7e2f4a6c8b0d3e5f"
-    lines[2] = json.dumps(poll, ensure_ascii=False)
-    path = tmp_path / "leaky.jsonl"
+    edit(lines)
+    path = tmp_path / name
     path.write_text("\n".join(lines) + "\n", "utf-8")
     return path
+
+
+def leaky_copy(tmp_path: Path) -> Path:
+    """A copy of the chat session whose second exchange has the real key in params.key."""
+
+    def leak_key(lines: list[str]) -> None:
+        poll = json.loads(lines[2])
+        poll["request"]["params"]["key"] = "6f1e0c9a4b7d2e8f3a5c1b9d7e2f4a6c8b0d3e5f"
+        lines[2] = json.dumps(poll, ensure_ascii=False)
+
+    return edited_copy(tmp_path, "leaky.jsonl", leak_key)
 
 
 def test_check_finding_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -374,10 +384,10 @@ def test_check_finding_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_check_schema_error_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    lines = CHAT_SESSION.read_text("utf-8").splitlines()
-    lines[3] = lines[3].removesuffix("}")
-    path = tmp_path / "cut.jsonl"
-    path.write_text("\n".join(lines) + "\n", "utf-8")
+    def cut_line(lines: list[str]) -> None:
+        lines[3] = lines[3].removesuffix("}")
+
+    path = edited_copy(tmp_path, "cut.jsonl", cut_line)
 
     result = run(capsys, ["check", str(path)])
 
@@ -389,10 +399,10 @@ def test_check_schema_error_exits_1(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_check_flags_exchanges_out_of_order(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    lines = CHAT_SESSION.read_text("utf-8").splitlines()
-    lines[3], lines[4] = lines[4], lines[3]
-    path = tmp_path / "moved.jsonl"
-    path.write_text("\n".join(lines) + "\n", "utf-8")
+    def swap_lines(lines: list[str]) -> None:
+        lines[3], lines[4] = lines[4], lines[3]
+
+    path = edited_copy(tmp_path, "moved.jsonl", swap_lines)
 
     result = run(capsys, ["check", str(path)])
 
