@@ -21,6 +21,7 @@ An optional top-level "description" string is ignored.
 
 import dataclasses
 import enum
+import inspect
 import json
 import math
 import os
@@ -541,8 +542,19 @@ def _load_entry(entry: Any, source: str, index: int) -> ScheduledFault:
         raise ScenarioError(
             source, index, f"unknown field {unknown[0]!r} for a {kind} fault (it takes {names})"
         )
+    constructor = _CONSTRUCTORS[kind]
+    missing = [
+        name
+        for name, parameter in inspect.signature(constructor).parameters.items()
+        if parameter.default is inspect.Parameter.empty and name not in parameters
+    ]
+    if missing:
+        names = ", ".join(FAULT_FIELDS[kind])
+        raise ScenarioError(
+            source, index, f"missing field {missing[0]!r} for a {kind} fault (it takes {names})"
+        )
     try:
-        fault = _CONSTRUCTORS[kind](**parameters)
+        fault = constructor(**parameters)
         return ScheduledFault(
             fault=fault, on=on, at_step=entry.get("at_step"), at_time=entry.get("at_time")
         )

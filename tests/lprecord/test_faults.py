@@ -340,6 +340,11 @@ def test_scenario_file_loads(tmp_path: Path) -> None:
             id="field",
         ),
         pytest.param(
+            {"at_step": 1, "fault": "failed"},
+            "missing field 'code' for a failed fault (it takes code, error, ",
+            id="missing-field",
+        ),
+        pytest.param(
             {"at_step": 0, "fault": "empty"}, "at_step must be an integer from 1", id="step-0"
         ),
         pytest.param({"fault": "empty"}, "exactly one of at_step and at_time", id="no-trigger"),
