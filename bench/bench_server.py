@@ -19,9 +19,10 @@ Run by hand, not by the test suite::
    and its Python heap (tracemalloc) in a second run, before and while it
    holds them.
 3. Wall time to make 1,000 polls of 25 s each against a fake server in the
-   same trio loop, under trio's MockClock with autojump. For reference, the
-   same polls against a bare trio + h11 server that holds each one give the
-   floor for any server on trio and h11.
+   same trio loop, under trio's MockClock with autojump, over loopback TCP and
+   over the fake server's in-memory streams (`FakeServer.open_memory_stream`).
+   For reference, the same polls against a bare trio + h11 server that holds
+   each one give the floor for any server on trio and h11 over TCP.
 """
 
 from __future__ import annotations
@@ -740,12 +741,24 @@ class PollCounter:
                 self.longpoll.shutdown()
 
 
-async def replay_with_longpoll(fixture: Path, polls: int, wait: int) -> tuple[int, float]:
-    """Make `polls` polls with lptrio's LongPoll, and return the polls and the virtual seconds."""
+async def replay_with_longpoll(
+    fixture: Path, polls: int, wait: int, *, memory: bool = False
+) -> tuple[int, float]:
+    """Make `polls` polls with lptrio's LongPoll, and return the polls and the virtual seconds.
+
+    With `memory`, LongPoll connects through `FakeServer.open_memory_stream` instead of TCP.
+    """
     # The key must outlive the run, so that no poll ends early with failed 2.
     async with open_fake_server(fixture, key_ttl=2.0 * polls * wait) as server:
         counter = PollCounter(polls)
-        longpoll = LongPoll(TOKEN, mode=MODE, api_url=server.api_url, wait=wait, observer=counter)
+        longpoll = LongPoll(
+            TOKEN,
+            mode=MODE,
+            api_url=server.api_url,
+            wait=wait,
+            observer=counter,
+            stream_opener=server.open_memory_stream if memory else None,
+        )
         counter.longpoll = longpoll
         started = trio.current_time()
         async with longpoll:
@@ -757,7 +770,7 @@ async def replay_with_longpoll(fixture: Path, polls: int, wait: int) -> tuple[in
 class MinimalClient:
     """A keep-alive HTTP/1.1 client on one trio stream and h11, with no checks or retries."""
 
-    def __init__(self, stream: trio.SocketStream, port: int) -> None:
+    def __init__(self, stream: trio.abc.Stream, port: int) -> None:
         self._stream = stream
         self._host = f"127.0.0.1:{port}"
         self._connection = h11.Connection(h11.CLIENT)
@@ -774,7 +787,7 @@ class MinimalClient:
         while True:
             event = self._connection.next_event()
             if event is h11.NEED_DATA:
-                self._connection.receive_data(await self._stream.receive_some(RECEIVE_SIZE))
+                self._connection.receive_data(bytes(await self._stream.receive_some(RECEIVE_SIZE)))
             elif isinstance(event, h11.Data):
                 body += event.data
             elif isinstance(event, h11.EndOfMessage):
@@ -784,11 +797,21 @@ class MinimalClient:
                 raise RuntimeError("the server closed the connection")
 
 
-async def replay_with_minimal_client(fixture: Path, polls: int, wait: int) -> tuple[int, float]:
-    """Make `polls` polls with `MinimalClient`, and return the polls and the virtual seconds."""
+async def replay_with_minimal_client(
+    fixture: Path, polls: int, wait: int, *, memory: bool = False
+) -> tuple[int, float]:
+    """Make `polls` polls with `MinimalClient`, and return the polls and the virtual seconds.
+
+    With `memory`, the client's stream comes from `FakeServer.open_memory_stream`.
+    """
     async with open_fake_server(fixture, key_ttl=2.0 * polls * wait) as server:
         started = trio.current_time()
-        async with await trio.open_tcp_stream("127.0.0.1", server.port) as stream:
+        stream: trio.abc.Stream
+        if memory:
+            stream = await server.open_memory_stream("127.0.0.1", server.port)
+        else:
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        async with stream:
             client = MinimalClient(stream, server.port)
             credentials = json.loads(await client.get(server_target()))["response"]
             key, ts = credentials["key"], credentials["ts"]
@@ -973,21 +996,25 @@ def orchestrate(args: argparse.Namespace) -> None:
             report_memory(rss, heap)
 
         if "replay" in selected:
-            walls: dict[str, list[float]] = {
-                "LongPoll client": [],
-                "minimal client": [],
-                "minimal client, bare holding server (not FakeServer, for reference)": [],
+            # Run in turn within each round, so that a change in machine load touches
+            # every variant alike.
+            variants: dict[str, Replay] = {
+                "LongPoll client, TCP": replay_with_longpoll,
+                "LongPoll client, in-memory stream": partial(replay_with_longpoll, memory=True),
+                "minimal client, TCP": replay_with_minimal_client,
+                "minimal client, in-memory stream": partial(
+                    replay_with_minimal_client, memory=True
+                ),
+                "minimal client, bare holding server, TCP (not FakeServer, for reference)": (
+                    replay_with_bare_server
+                ),
             }
+            walls: dict[str, list[float]] = {name: [] for name in variants}
             virtual = 0.0
             for _ in range(args.replays):
-                wall, virtual = time_replay(replay_with_longpoll, fixture, args.polls, 25)
-                walls["LongPoll client"].append(wall)
-                wall, _ = time_replay(replay_with_minimal_client, fixture, args.polls, 25)
-                walls["minimal client"].append(wall)
-                wall, _ = time_replay(replay_with_bare_server, fixture, args.polls, 25)
-                walls[
-                    "minimal client, bare holding server (not FakeServer, for reference)"
-                ].append(wall)
+                for name, replay in variants.items():
+                    wall, virtual = time_replay(replay, fixture, args.polls, 25)
+                    walls[name].append(wall)
             report_replay(walls, virtual, args.polls, 25)
 
     for note in machine_notes():

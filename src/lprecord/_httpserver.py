@@ -6,6 +6,11 @@ handler, because a held long poll must end with its client. On Linux, for plain 
 epoll instance per server notices the hang-ups (`_HangupWatcher`). Otherwise, and always
 over TLS, a second task per request reads the connection until the handler returns.
 
+A `MemoryConnector` passed to `serve_http` opens connections to the server inside the
+same trio run, with no socket: each one is a pair of `MemoryStream` ends whose server end
+is served by the same connection code as a TCP connection. The client end's close tells
+the server end at once, so those connections need neither epoll nor a watcher task.
+
 Errors from the handler are not swallowed. The client gets a 500 reply when the
 connection still allows one, the server stops, and `serve_http` raises the error in an
 ExceptionGroup, so a failure inside a fake server always reaches the test that runs it.
@@ -21,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import operator
 import select
 import socket
 import ssl
@@ -41,6 +47,8 @@ __all__ = [
     "Handler",
     "HttpReply",
     "HttpRequest",
+    "MemoryConnector",
+    "MemoryStream",
     "Transport",
     "serve_http",
 ]
@@ -152,6 +160,7 @@ async def serve_http(
     host: str = "127.0.0.1",
     port: int = 0,
     ssl_context: ssl.SSLContext | None = None,
+    memory: MemoryConnector | None = None,
     task_status: trio.TaskStatus[BoundAddress] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve HTTP/1.1 (HTTPS with `ssl_context`) on `host`:`port` until cancelled.
@@ -159,6 +168,7 @@ async def serve_http(
     Reports the bound address through `task_status`, so `await nursery.start(serve_http, ...)`
     returns it. An exception from `handler`, or any other failure in a connection task, stops
     the server, and this call raises it in an ExceptionGroup, even when it was cancelled.
+    While the server runs, `memory.connect()` opens in-memory connections to it as well.
     """
     listeners = await trio.open_tcp_listeners(port, host=host)
     # NOTE: with a host name that resolves to several addresses and port 0, each listener
@@ -172,8 +182,12 @@ async def serve_http(
             async with trio.open_nursery() as nursery:
                 if server.hangups is not None:
                     nursery.start_soon(server.hangups.run)
+                if memory is not None:
+                    memory._attach(server, nursery)
                 await trio.serve_listeners(server.serve_connection, listeners)
     finally:
+        if memory is not None:
+            memory._detach()
         if server.hangups is not None:
             server.hangups.close()
         # Raised here rather than from the connection task, because trio.serve_listeners
@@ -207,7 +221,7 @@ class _Server:
         self.record_error(error)
         self.cancel_scope.cancel()
 
-    async def serve_connection(self, tcp_stream: trio.SocketStream) -> None:
+    async def serve_connection(self, tcp_stream: trio.SocketStream | MemoryStream) -> None:
         stream: trio.abc.Stream = tcp_stream
         if self.ssl_context is not None:
             # HTTP frames its own messages, so a client that closes without a TLS
@@ -216,7 +230,12 @@ class _Server:
                 tcp_stream, self.ssl_context, server_side=True, https_compatible=True
             )
 
-        peer = _format_peer(tcp_stream)
+        if isinstance(tcp_stream, MemoryStream):
+            peer = _MEMORY_PEER
+            client_host = _MEMORY_CLIENT_HOST
+        else:
+            peer = _format_peer(tcp_stream)
+            client_host = peer.rpartition(":")[0] if ":" in peer else ""
         async with stream:
             try:
                 if isinstance(stream, trio.SSLStream):
@@ -225,7 +244,8 @@ class _Server:
                 # cancels this scope, which ends the connection. One scope per connection,
                 # rather than one per request, keeps its cost off each request.
                 with trio.CancelScope() as scope:
-                    await _Connection(stream, tcp_stream, self, peer, scope).serve()
+                    connection = _Connection(stream, tcp_stream, self, peer, client_host, scope)
+                    await connection.serve()
             except _ClientGoneError as exc:
                 # A client that goes away is routine and ends only its own connection.
                 logger.debug("connection from %s ended: %s", peer, exc)
@@ -233,6 +253,11 @@ class _Server:
                 # A failure in any connection stops the whole server.
                 self.stop(exc)
 
+
+# An in-memory client gets the loopback address, because the fake servers bind long poll
+# keys to the client's IP address, and TCP clients of a local server have this one.
+_MEMORY_CLIENT_HOST = "127.0.0.1"
+_MEMORY_PEER = "an in-memory client"
 
 _HAS_EPOLL = hasattr(select, "epoll") and hasattr(select, "EPOLLRDHUP")
 
@@ -275,6 +300,189 @@ class _HangupWatcher:
         self._epoll.close()
 
 
+class MemoryConnector:
+    """Opener of in-memory connections to the `serve_http` call that it is passed to.
+
+    Works only inside that call's trio run and while the server runs.
+    """
+
+    def __init__(self) -> None:
+        self._server: _Server | None = None
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def serving(self) -> bool:
+        """Whether a `serve_http` call with this connector is running."""
+        return self._server is not None
+
+    def connect(self) -> MemoryStream:
+        """Open a connection to the server and return the client's end of it.
+
+        The server end is served in the server's nursery, like a TCP connection. Raises
+        ConnectionRefusedError when no server runs, as a TCP connect to a closed port does.
+        """
+        if self._server is None or self._nursery is None:
+            raise ConnectionRefusedError("the HTTP server is not running")
+        client_end, server_end = MemoryStream.pair()
+        self._nursery.start_soon(self._server.serve_connection, server_end)
+        return client_end
+
+    def _attach(self, server: _Server, nursery: trio.Nursery) -> None:
+        if self._server is not None:
+            raise RuntimeError("this MemoryConnector already serves another serve_http call")
+        self._server = server
+        self._nursery = nursery
+
+    def _detach(self) -> None:
+        self._server = None
+        self._nursery = None
+
+
+class _MemoryPipe:
+    """One direction of an in-memory connection: the bytes sent and not yet received."""
+
+    __slots__ = ("data", "on_writer_close", "reader_closed", "receiver", "reset", "writer_closed")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.receiver: trio.lowlevel.Task | None = None
+        self.writer_closed = False
+        self.reader_closed = False
+        self.reset = False
+        self.on_writer_close: Callable[[], object] | None = None
+
+    def wake_receiver(self) -> None:
+        receiver = self.receiver
+        if receiver is not None:
+            self.receiver = None
+            trio.lowlevel.reschedule(receiver)
+
+    def abort_receive(self, _raise_cancel: object) -> trio.lowlevel.Abort:
+        self.receiver = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
+class MemoryStream(trio.abc.Stream):
+    """One end of an in-memory, reliable, ordered byte stream between two tasks of one trio run.
+
+    Compared with `trio.testing.memory_stream_pair`, sending never waits (the buffer is
+    unbounded) and there is no pump: `send_all` appends to the peer's buffer and wakes the
+    peer's waiting `receive_some`. Closing an end behaves as a TCP close does: the peer's
+    `receive_some` returns b"" once the buffer is drained, and the peer's `send_all` raises
+    BrokenResourceError. After `reset_on_close`, the peer's `receive_some` raises
+    BrokenResourceError instead of returning b"", like a read after a TCP reset.
+    """
+
+    __slots__ = ("_closed", "_incoming", "_outgoing", "_reset_on_close", "_sending")
+
+    def __init__(self, incoming: _MemoryPipe, outgoing: _MemoryPipe) -> None:
+        self._incoming = incoming
+        self._outgoing = outgoing
+        self._closed = False
+        self._reset_on_close = False
+        # Set while a send_all or wait_send_all_might_not_block waits at its checkpoint,
+        # because trio's Stream contract makes a second concurrent call raise.
+        self._sending = False
+
+    @classmethod
+    def pair(cls) -> tuple[MemoryStream, MemoryStream]:
+        """Return the two connected ends of a new stream."""
+        forward = _MemoryPipe()
+        backward = _MemoryPipe()
+        return cls(backward, forward), cls(forward, backward)
+
+    def watch_peer_close(self, callback: Callable[[], object] | None) -> None:
+        """Call `callback` once when the peer closes its end, or at once if it already has.
+
+        None stops watching. Only one callback is kept.
+        """
+        if callback is not None and self._incoming.writer_closed:
+            callback()
+            return
+        self._incoming.on_writer_close = callback
+
+    def reset_on_close(self) -> None:
+        """Make the close of this end look like a TCP reset to the peer."""
+        self._reset_on_close = True
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self._check_send()
+        outgoing = self._outgoing
+        broken = outgoing.reader_closed
+        if data and not broken:
+            outgoing.data += data
+            outgoing.wake_receiver()
+        await self._send_checkpoint()
+        if broken:
+            raise trio.BrokenResourceError("the peer closed the memory stream")
+
+    async def wait_send_all_might_not_block(self) -> None:
+        self._check_send()
+        await self._send_checkpoint()
+
+    def _check_send(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is already sending on this stream")
+        if self._closed:
+            raise trio.ClosedResourceError("this memory stream was closed")
+
+    async def _send_checkpoint(self) -> None:
+        self._sending = True
+        try:
+            await trio.lowlevel.checkpoint()
+        finally:
+            self._sending = False
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if max_bytes is not None and operator.index(max_bytes) < 1:
+            raise ValueError(f"max_bytes={max_bytes} must be at least 1")
+        if self._closed:
+            raise trio.ClosedResourceError("this memory stream was closed")
+        incoming = self._incoming
+        if incoming.receiver is not None:
+            raise trio.BusyResourceError("another task is already receiving on this stream")
+        if incoming.data or incoming.writer_closed:
+            await trio.lowlevel.checkpoint()
+        else:
+            # Woken by data, by the peer's close or by the close of this end.
+            incoming.receiver = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(incoming.abort_receive)
+        if self._closed:
+            raise trio.ClosedResourceError("this memory stream was closed while receiving")
+
+        data = incoming.data
+        if data:
+            size = len(data) if max_bytes is None else min(max_bytes, len(data))
+            chunk = bytes(data[:size])
+            del data[:size]
+            return chunk
+        if incoming.reset:
+            raise trio.BrokenResourceError("the peer reset the memory stream")
+        return b""
+
+    async def aclose(self) -> None:
+        self._close()
+        await trio.lowlevel.checkpoint()
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # A receive of this end that is waiting now raises ClosedResourceError.
+        self._incoming.wake_receiver()
+        self._incoming.reader_closed = True
+        self._incoming.data.clear()
+
+        outgoing = self._outgoing
+        outgoing.writer_closed = True
+        outgoing.reset = self._reset_on_close
+        outgoing.wake_receiver()
+        callback = outgoing.on_writer_close
+        if callback is not None:
+            outgoing.on_writer_close = None
+            callback()
+
+
 def _format_peer(tcp_stream: trio.SocketStream) -> str:
     try:
         address = tcp_stream.socket.getpeername()
@@ -300,6 +508,7 @@ class _Connection:
         "_client_host",
         "_h11",
         "_handler_running",
+        "_memory",
         "_peer",
         "_scope",
         "_server",
@@ -310,16 +519,22 @@ class _Connection:
     def __init__(
         self,
         stream: trio.abc.Stream,
-        tcp_stream: trio.SocketStream,
+        tcp_stream: trio.SocketStream | MemoryStream,
         server: _Server,
         peer: str,
+        client_host: str,
         scope: trio.CancelScope,
     ) -> None:
         self._stream = stream
         self._tcp_stream = tcp_stream
+        # An in-memory connection without TLS reports the client's close itself. Over TLS
+        # the watcher task reads the stream instead, for the reason given in `_Server`.
+        self._memory = (
+            tcp_stream if isinstance(tcp_stream, MemoryStream) and stream is tcp_stream else None
+        )
         self._server = server
         self._peer = peer
-        self._client_host = peer.rpartition(":")[0] if ":" in peer else ""
+        self._client_host = client_host
         self._h11 = h11.Connection(h11.SERVER)
         self._client_gone = False
         self._handler_running = False
@@ -328,8 +543,8 @@ class _Connection:
     def hang_up(self) -> None:
         """Note that the client has closed or reset the connection, and end the connection.
 
-        `_HangupWatcher` calls this only while the handler runs, which the cancellation
-        then interrupts.
+        `_HangupWatcher` and `MemoryStream` call this only while the handler runs, which
+        the cancellation then interrupts.
         """
         self._client_gone = True
         self._scope.cancel()
@@ -474,17 +689,25 @@ class _Connection:
         still stop the server. Re-raises the handler's exception after replying 500.
         """
         hangups = self._server.hangups
-        if hangups is None:
+        memory = self._memory
+        if hangups is None and memory is None:
             reply, error = await self._run_handler_with_watcher_task(request)
         else:
-            # The handler runs in this task, and `hangups` watches the socket meanwhile.
-            # A hang-up cancels the connection's scope, so the Cancelled exception ends
-            # `serve` too. This path is written out here rather than in a method of its
-            # own, because each coroutine frame stays in memory while a poll is held.
+            # The handler runs in this task, and `hangups` watches the socket meanwhile, or
+            # the memory stream reports its client's close. A hang-up cancels the
+            # connection's scope, so the Cancelled exception ends `serve` too. This path is
+            # written out here rather than in a method of its own, because each coroutine
+            # frame stays in memory while a poll is held.
             reply = None
             error = None
-            fd = self._tcp_stream.socket.fileno()
-            hangups.watch(fd, self)
+            fd = -1
+            if memory is not None:
+                memory.watch_peer_close(self.hang_up)
+            else:
+                assert hangups is not None
+                assert isinstance(self._tcp_stream, trio.SocketStream)
+                fd = self._tcp_stream.socket.fileno()
+                hangups.watch(fd, self)
             try:
                 reply = await self._server.handler(request)
             except Exception as exc:
@@ -493,7 +716,11 @@ class _Connection:
                 self._server.record_error(exc)
                 error = exc
             finally:
-                hangups.unwatch(fd)
+                if memory is not None:
+                    memory.watch_peer_close(None)
+                else:
+                    assert hangups is not None
+                    hangups.unwatch(fd)
 
         if error is not None:
             await self._reply_500(error)
@@ -557,11 +784,14 @@ class _Connection:
 
     async def _end_cut_connection(self, *, reset: bool) -> None:
         """Close the connection after a cut reply, with a TCP reset if `reset` is set."""
-        if reset:
+        transport_stream = self._tcp_stream
+        if reset and isinstance(transport_stream, MemoryStream):
+            transport_stream.reset_on_close()
+        elif reset and isinstance(transport_stream, trio.SocketStream):
             # SO_LINGER on with a zero timeout makes close() discard unsent data and send RST.
             linger = struct.pack("ii", 1, 0)
             with contextlib.suppress(OSError):
-                self._tcp_stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                transport_stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
         # An SSLStream made with https_compatible=True closes its socket without sending
         # a TLS close_notify, so the client sees only the TCP close or reset.
         await self._stream.aclose()

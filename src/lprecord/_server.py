@@ -33,7 +33,15 @@ from ._faults import (
     ScheduledFault,
 )
 from ._fixture import Fixture, read_fixture
-from ._httpserver import BoundAddress, Cut, HttpReply, HttpRequest, Transport, serve_http
+from ._httpserver import (
+    BoundAddress,
+    Cut,
+    HttpReply,
+    HttpRequest,
+    MemoryConnector,
+    Transport,
+    serve_http,
+)
 from ._strict import PastEnd, ReceivedRequest, StrictMismatch, StrictReplay
 from ._timeline import DEFAULT_KEY_TTL, EVENT_WINDOW, Hold, ReplayEngine, Reply, Timeline
 from ._wire import MESSAGE_LAYOUT_CODES, unescaped_characters
@@ -52,6 +60,8 @@ class FakeServer:
     Start it inside a nursery with ``await nursery.start(server.serve)``,
     or use `open_fake_server` (trio) or `run_fake_server_in_thread` (sync
     and asyncio code). Binds to 127.0.0.1 unless given another host.
+    In its own trio run, `open_memory_stream` connects a client with no
+    socket.
 
     `faults` schedules injected faults, and `inject` adds more while
     serving. `push` adds an update while serving. With `strict=True` the
@@ -127,6 +137,7 @@ class FakeServer:
         self._trio_token: trio.lowlevel.TrioToken | None = None
         # Set and replaced on every push, to wake the held polls.
         self._pushed = trio.Event()
+        self._memory = MemoryConnector()
 
     @property
     def tls(self) -> bool:
@@ -224,6 +235,36 @@ class FakeServer:
             return function()
         return trio.from_thread.run_sync(function, trio_token=token)
 
+    async def open_memory_stream(self, host: str, port: int) -> trio.abc.Stream:
+        """Open an in-memory connection to this server and return the client's end.
+
+        Matches lptrio's `stream_opener`, so ``LongPoll(..., stream_opener=
+        server.open_memory_stream)`` reaches the server with no socket. The connection
+        is served like a TCP one from 127.0.0.1, with TLS when `tls` is set and with
+        faults: a reset reaches the client as BrokenResourceError, as over TCP. `host`
+        and `port` are not checked, because every stream reaches this server.
+
+        Works only in the trio run that serves the server, so not with
+        `run_fake_server_in_thread`, and raises RuntimeError elsewhere. Raises
+        ConnectionRefusedError once the server has stopped, as a TCP connect would.
+        """
+        token = self._trio_token
+        if token is None:
+            raise RuntimeError("the fake server is not serving yet; start it with serve()")
+        try:
+            current = trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            current = None
+        if current is not token:
+            raise RuntimeError(
+                "open_memory_stream works only in the trio run that serves the fake server; "
+                "a server in another thread or run (run_fake_server_in_thread, lp_server) "
+                f"takes TCP connections at {self.api_url}"
+            )
+        stream = self._memory.connect()
+        await trio.lowlevel.checkpoint()
+        return stream
+
     def client_ssl_context(self) -> ssl.SSLContext:
         """Return a client context that trusts this server's certificate authority."""
         if self.ca is None:
@@ -253,6 +294,7 @@ class FakeServer:
                     host=self.host,
                     port=self.port,
                     ssl_context=context,
+                    memory=self._memory,
                     task_status=task_status,
                 )
             )

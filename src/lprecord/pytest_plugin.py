@@ -225,7 +225,10 @@ def lp_server(request: pytest.FixtureRequest, lp_fixture_path: Path) -> Iterator
 async def lp_trio_server(
     request: pytest.FixtureRequest, lp_fixture_path: Path
 ) -> AsyncIterator["FakeServer"]:
-    """A fake long poll server in the test's trio loop (virtual time with `autojump_clock`)."""
+    """A fake long poll server in the test's trio loop (virtual time with `autojump_clock`).
+
+    Its `open_memory_stream` is an lptrio `stream_opener` that connects with no socket.
+    """
     from ._server import open_fake_server
 
     async with open_fake_server(lp_fixture_path, **_server_options(request)) as server:
