@@ -281,34 +281,41 @@ async def test_head_reply_has_no_body(autojump_clock: trio.abc.Clock) -> None:
     assert get.body == b"12345"
 
 
+class HourHold:
+    """A handler that holds each request for an hour and notes its start and cancellation."""
+
+    def __init__(self) -> None:
+        self.started = trio.Event()
+        self.cancelled = trio.Event()
+
+    async def __call__(self, request: HttpRequest) -> HttpReply:
+        self.started.set()
+        try:
+            await trio.sleep(3600)
+        except trio.Cancelled:
+            self.cancelled.set()
+            raise
+        return HttpReply()
+
+
 @pytest.mark.parametrize("reset", [False, True], ids=["close", "reset"])
 async def test_held_handler_cancelled_on_disconnect(
     autojump_clock: trio.abc.Clock, reset: bool
 ) -> None:
-    started = trio.Event()
-    cancelled = trio.Event()
-
-    async def hold(request: HttpRequest) -> HttpReply:
-        started.set()
-        try:
-            await trio.sleep(3600)
-        except trio.Cancelled:
-            cancelled.set()
-            raise
-        return HttpReply()
+    hold = HourHold()
 
     async with running_server(hold) as address:
         async with await trio.open_tcp_stream(address.host, address.port) as stream:
             await stream.send_all(b"GET /nim1?act=a_check&wait=25 HTTP/1.1\r\nHost: x\r\n\r\n")
             with trio.fail_after(TEST_TIMEOUT):
-                await started.wait()
+                await hold.started.wait()
             if reset:
                 set_reset_on_close(stream)
 
         with trio.fail_after(TEST_TIMEOUT):
-            await cancelled.wait()
+            await hold.cancelled.wait()
 
-    assert cancelled.is_set()
+    assert hold.cancelled.is_set()
     assert trio.current_time() < 3600
 
 
@@ -317,28 +324,18 @@ async def test_held_handler_cancelled_on_tls_disconnect(
     server_ssl_context: ssl.SSLContext,
     client_ssl_context: ssl.SSLContext,
 ) -> None:
-    started = trio.Event()
-    cancelled = trio.Event()
-
-    async def hold(request: HttpRequest) -> HttpReply:
-        started.set()
-        try:
-            await trio.sleep(3600)
-        except trio.Cancelled:
-            cancelled.set()
-            raise
-        return HttpReply()
+    hold = HourHold()
 
     async with running_server(hold, server_ssl_context) as address:
         async with open_client(address, client_ssl_context) as client:
             await client.send_request("GET", "/nim1?act=a_check&wait=25")
             with trio.fail_after(TEST_TIMEOUT):
-                await started.wait()
+                await hold.started.wait()
 
         with trio.fail_after(TEST_TIMEOUT):
-            await cancelled.wait()
+            await hold.cancelled.wait()
 
-    assert cancelled.is_set()
+    assert hold.cancelled.is_set()
     assert trio.current_time() < 3600
 
 
