@@ -347,6 +347,7 @@ def run_capture(args: argparse.Namespace) -> int:
         )
     context = ssl.create_default_context(cafile=args.cafile) if args.cafile else None
     api_url = args.api_url or lpcore.DEFAULT_API_URL
+    check_api_url(api_url, "--api-url")
     header = Header(
         lp_version=3,
         mode=args.mode,
@@ -355,16 +356,53 @@ def run_capture(args: argparse.Namespace) -> int:
         source=f"lprecord capture from {api_url}",
     )
     _check_output(args)
+    target: Path = args.output
+    # An existing file is replaced only by a capture that recorded a session. Until then
+    # the capture goes to a file beside it, so a failed attempt loses nothing.
+    if target.exists():
+        args.output = target.with_name(target.name + ".partial")
     print(f"recording from {api_url} into {args.output}; press Ctrl-C to stop", file=sys.stderr)
     scrubber = Scrubber() if args.scrub else None
     try:
         trio.run(_capture, args, token, api_url, context, header, scrubber)
     except BaseException as error:
         if not isinstance(sole_cause(error), KeyboardInterrupt):
+            if args.output != target:
+                print(f"{target} is kept; this capture is in {args.output}", file=sys.stderr)
             raise
         print("interrupted; every finished exchange is in the file", file=sys.stderr)
     _print_summary(args.output)
+    problem = session_problem(args.output)
+    if problem is not None:
+        kept = f"; {target} is kept" if args.output != target else ""
+        print(
+            f"lprecord: error: no long poll session was recorded ({problem}); check --api-url, "
+            f"the token and the network{kept}",
+            file=sys.stderr,
+        )
+        return 1
+    if args.output != target:
+        args.output.replace(target)
+        print(f"replaced {target}")
     return 0
+
+
+def check_api_url(api_url: str, option: str) -> None:
+    """Reject an API base URL that LongPoll would reject, before any file is touched."""
+    if not api_url[:8].lower().startswith(("https://", "http://")):
+        raise CommandError(
+            f"{option} {api_url!r} must start with https:// or http://, for example "
+            f"{lpcore.DEFAULT_API_URL}"
+        )
+
+
+def session_problem(path: Path) -> str | None:
+    """Return why the fixture at `path` holds no session to replay, or None if it holds one."""
+    try:
+        Timeline.from_fixture(read_fixture(path, allow_truncated_tail=True))
+    except (ValueError, FixtureError) as error:
+        return str(error)
+    return None
 
 
 def _check_output(args: argparse.Namespace) -> None:

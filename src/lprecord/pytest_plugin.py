@@ -396,14 +396,20 @@ def _record(config: pytest.Config, settings: RecordSettings, token: str, reason:
     """Record `settings.path` from `settings.api_url`; return the number of updates recorded.
 
     The capture is written next to the target and moved over it only when
-    it ends without an error, so a failed recording keeps the old file.
+    it ends without an error and holds a session (a successful
+    messages.getLongPollServer reply), so a failed recording keeps the old
+    file.
     """
     import trio
 
     import lpcore
 
-    from ._cli import _capture, sole_cause
+    from ._cli import CommandError, _capture, check_api_url, session_problem, sole_cause
 
+    try:
+        check_api_url(settings.api_url, "--lprecord-api-url")
+    except CommandError as error:
+        pytest.fail(f"lprecord: cannot record {settings.path}: {error}", pytrace=False)
     limit = f" or {settings.updates} updates" if settings.updates is not None else ""
     _announce(
         config,
@@ -423,6 +429,15 @@ def _record(config: pytest.Config, settings: RecordSettings, token: str, reason:
                 pytrace=False,
             )
         raise
+    problem = session_problem(partial)
+    if problem is not None:
+        partial.unlink()
+        kept = "the old file is kept" if settings.path.exists() else "no file was written"
+        pytest.fail(
+            f"lprecord: recording {settings.path} from {settings.api_url} got no long poll "
+            f"session ({problem}); check the URL, VK_TOKEN and the network; {kept}",
+            pytrace=False,
+        )
     partial.replace(settings.path)
     return _count_updates(settings.path)
 

@@ -5,6 +5,8 @@ Captures record the embedded demo (no token), which replays a shipped fixture in
 
 import json
 import re
+import shutil
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -547,3 +549,37 @@ def test_replay_of_fixture_without_session_is_one_line_error(
     assert status == 2
     assert str(header_only) in error
     assert "no session to replay" in error
+
+
+def test_capture_bad_api_url_keeps_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "keep.jsonl"
+    shutil.copyfile(CHAT_SESSION, output)
+
+    arguments = ["capture", "-o", str(output), "--token", "t", "--force"]
+    result = run(capsys, [*arguments, "--api-url", "ftp://127.0.0.1:1/m"])
+
+    assert result.status == 2
+    assert "--api-url 'ftp://127.0.0.1:1/m' must start with https:// or http://" in result.stderr
+    assert output.read_bytes() == CHAT_SESSION.read_bytes()
+
+
+def test_capture_without_session_keeps_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "keep.jsonl"
+    shutil.copyfile(CHAT_SESSION, output)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        api_url = f"http://127.0.0.1:{probe.getsockname()[1]}/method"
+
+    arguments = ["capture", "-o", str(output), "--token", "t", "--api-url", api_url]
+    result = run(capsys, [*arguments, "--force", "--duration", "1"])
+
+    assert result.status == 1
+    assert "no long poll session was recorded" in result.stderr
+    assert f"{output} is kept" in result.stderr
+    assert output.read_bytes() == CHAT_SESSION.read_bytes()
+    partial = tmp_path / "keep.jsonl.partial"
+    assert read_fixture(partial).exchanges

@@ -8,6 +8,7 @@ token also passes --lprecord-api-url (or the ini option) with a loopback URL.
 import http.server
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -555,3 +556,44 @@ def test_plugin_import_is_lazy() -> None:
     ).stdout
 
     assert output.strip() == "[]"
+
+
+def closed_port_url() -> str:
+    """An API URL on 127.0.0.1 whose port nothing listens on, so every connect is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/method"
+
+
+@pytest.mark.usefixtures("with_token")
+def test_recording_without_session_keeps_old_file(pytester: pytest.Pytester) -> None:
+    target = copy_failures_session(pytester)
+    write_inner_test(pytester)
+    api_url = closed_port_url()
+
+    result = pytester.runpytest(
+        "--lprecord-mode=all", f"--lprecord-api-url={api_url}", "--lprecord-record-duration=1"
+    )
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [f"*lprecord: recording {target} from {api_url} got no long poll session*old file is kept"]
+    )
+    assert target.read_bytes() == FAILURES_SESSION.read_bytes()
+    assert list(pytester.path.glob("*.partial")) == []
+
+
+@pytest.mark.usefixtures("with_token")
+def test_record_url_without_scheme_is_error(pytester: pytest.Pytester) -> None:
+    target = copy_failures_session(pytester)
+    write_inner_test(pytester)
+
+    result = pytester.runpytest("--lprecord-mode=all", "--lprecord-api-url=ftp://127.0.0.1:1/m")
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*--lprecord-api-url 'ftp://127.0.0.1:1/m' must start with https:// or http://*"]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert target.read_bytes() == FAILURES_SESSION.read_bytes()
