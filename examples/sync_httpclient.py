@@ -91,7 +91,8 @@ def poll_updates(
 
 
 if __name__ == "__main__":
-    # Usage: sync_httpclient.py API_URL [CAFILE]. A replay server accepts any token.
+    if len(sys.argv) < 2:
+        sys.exit("usage: sync_httpclient.py API_URL [CAFILE]; a replay server accepts any token")
     context = ssl.create_default_context(cafile=sys.argv[2] if len(sys.argv) > 2 else None)
     token = os.environ.get("VK_TOKEN", "replay")
     for update in poll_updates(token, sys.argv[1], ssl_context=context):

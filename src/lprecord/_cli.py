@@ -222,6 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         cause = sole_cause(error)
         if isinstance(cause, KeyboardInterrupt):
             return 130
+        if isinstance(cause, BrokenPipeError):
+            # The reader of standard output left early, as `lprecord show F | head` does.
+            # Python would report the failed flush at exit, so the output goes nowhere.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         if isinstance(cause, CommandError | FixtureError | lpcore.LongPollError | OSError):
             print(f"lprecord: error: {describe_error(cause)}", file=sys.stderr)
             return 2
@@ -406,10 +411,14 @@ def session_problem(path: Path) -> str | None:
 
 
 def _check_output(args: argparse.Namespace) -> None:
+    """Reject an -o file that exists without --force, and create its directory."""
+    if args.output.is_dir():
+        raise CommandError(f"{args.output} is a directory; pass a file name to -o")
     if args.output.exists() and not args.force:
         raise CommandError(
             f"{args.output} exists; pass --force to overwrite it or choose another -o file"
         )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
 
 
 def run_demo_capture(args: argparse.Namespace) -> int:

@@ -876,7 +876,8 @@ def _parse_line_json(path: Path, number: int, text: str) -> Any:
             text, parse_constant=_reject_constant, object_pairs_hook=_reject_duplicate_keys
         )
     except json.JSONDecodeError as err:
-        reason = f"line is not valid JSON: {err.msg} at column {err.colno}"
+        # json's messages read "Expecting ',' delimiter", "Unterminated string starting at".
+        reason = f"line is not valid JSON: {err.msg}: column {err.colno}"
     except RecursionError:
         reason = "line nests too deeply to parse"
     except ValueError as err:

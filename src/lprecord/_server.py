@@ -113,8 +113,12 @@ class FakeServer:
         event_window: int = EVENT_WINDOW,
         bind_keys: bool = True,
     ) -> None:
-        if speed <= 0:
-            raise ValueError(f"speed={speed} must be positive; 1.0 replays in recorded time")
+        if type(speed) not in (int, float) or not speed > 0:
+            raise ValueError(
+                f"speed={speed!r} must be a positive number; 1.0 replays in recorded time"
+            )
+        if type(key_ttl) not in (int, float) or not key_ttl > 0:
+            raise ValueError(f"key_ttl={key_ttl!r} must be a positive number of seconds")
         if strict and faults:
             raise ValueError(
                 "strict mode replays the recorded replies and takes no faults; record a "

@@ -217,7 +217,11 @@ def lp_server(request: pytest.FixtureRequest, lp_fixture_path: Path) -> Iterator
     """A fake long poll server in a background thread, in real time; give clients its `api_url`."""
     from ._server import run_fake_server_in_thread
 
-    with run_fake_server_in_thread(lp_fixture_path, **_server_options(request)) as server:
+    with contextlib.ExitStack() as stack:
+        with _setup_errors(lp_fixture_path):
+            server = stack.enter_context(
+                run_fake_server_in_thread(lp_fixture_path, **_server_options(request))
+            )
         yield server
 
 
@@ -231,8 +235,27 @@ async def lp_trio_server(
     """
     from ._server import open_fake_server
 
-    async with open_fake_server(lp_fixture_path, **_server_options(request)) as server:
+    async with contextlib.AsyncExitStack() as stack:
+        with _setup_errors(lp_fixture_path):
+            server = await stack.enter_async_context(
+                open_fake_server(lp_fixture_path, **_server_options(request))
+            )
         yield server
+
+
+@contextlib.contextmanager
+def _setup_errors(path: Path) -> Iterator[None]:
+    """Turn a fixture file or marker option the server cannot use into a one-line failure.
+
+    Errors that the server raises later, while the test runs, are not changed.
+    """
+    from ._cli import describe_error
+    from ._fixture import FixtureError
+
+    try:
+        yield
+    except (FixtureError, OSError, ValueError) as error:
+        pytest.fail(f"lprecord: cannot serve {path}: {describe_error(error)}", pytrace=False)
 
 
 # -- settings -----------------------------------------------------------------------
@@ -303,6 +326,11 @@ def _record_settings(config: pytest.Config, marker: pytest.Mark) -> RecordSettin
     if len(marker.args) != 1:
         raise pytest.UsageError(
             f"@pytest.mark.{MARKER} takes one path argument, got {marker.args!r}"
+        )
+    if not isinstance(marker.args[0], str | os.PathLike):
+        raise pytest.UsageError(
+            f"@pytest.mark.{MARKER} takes a file path, got {marker.args[0]!r}; pass a string "
+            "such as 'fixtures/chat_session.jsonl'"
         )
     run = config.stash[_STATE].settings
     where = f"@pytest.mark.{MARKER}"

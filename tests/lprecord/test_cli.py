@@ -156,6 +156,22 @@ def test_show_corrupt_fixture(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "not valid JSON" in stderr
 
 
+def test_show_into_closed_pipe_is_quiet() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lprecord", "show", str(CHAT_SESSION)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Closed before the interpreter has started, so every write fails with EPIPE.
+    assert process.stdout is not None
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=PROCESS_TIMEOUT)
+
+    assert process.returncode == 0
+    assert stderr == ""
+
+
 # -- replay ----------------------------------------------------------------------------------
 
 

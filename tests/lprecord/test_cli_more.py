@@ -583,3 +583,23 @@ def test_capture_without_session_keeps_file(
     assert output.read_bytes() == CHAT_SESSION.read_bytes()
     partial = tmp_path / "keep.jsonl.partial"
     assert read_fixture(partial).exchanges
+
+
+def test_capture_creates_output_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "fixtures" / "chat_session.jsonl"
+
+    result = run(capsys, ["capture", "-o", str(output)])
+
+    assert result.status == 0
+    assert read_fixture(output).exchanges
+
+
+def test_capture_into_directory_is_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run(capsys, ["capture", "-o", str(tmp_path)])
+
+    assert result.status == 2
+    assert result.stderr == f"lprecord: error: {tmp_path} is a directory; pass a file name to -o\n"

@@ -558,7 +558,7 @@ CORRUPT_CASES: list[tuple[str, list[Any], int, str]] = [
         "invalid JSON on line 3",
         [HEADER_OBJ, POLL_OBJ, '{"t": 1.0 "elapsed": 2}'],
         3,
-        "line is not valid JSON: Expecting ',' delimiter at column 11",
+        "line is not valid JSON: Expecting ',' delimiter: column 11",
     ),
     ("array line", [HEADER_OBJ, [1, 2]], 2, "line is an array, not an object"),
     ("string line", [HEADER_OBJ, '"poll"'], 2, "line is a string, not an object"),
@@ -738,7 +738,7 @@ def test_invalid_json_message(tmp_path: Path) -> None:
         read_fixture(path)
 
     assert str(caught.value) == (
-        f"{path}:3: line is not valid JSON: Expecting ',' delimiter at column 11"
+        f"{path}:3: line is not valid JSON: Expecting ',' delimiter: column 11"
     )
 
 

@@ -78,3 +78,38 @@ def test_marker_with_unknown_option_names_it(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*lp_fixture marker: unknown option 'key_lifetime'; *key_ttl*"])
     result.stdout.no_fnmatch_line("*TypeError*")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ("CHAT, speed='fast'", "*cannot serve *: speed='fast' must be a positive number*"),
+        ("CHAT, key_ttl=-1", "*cannot serve *: key_ttl=-1 must be a positive number of seconds"),
+        ("'.'", "*cannot serve *: * Is a directory"),
+        ("'cut.jsonl'", "*cannot serve *cut.jsonl:3: *"),
+        ("42", "*lp_fixture takes a file path, got 42; pass a string*"),
+    ],
+    ids=["speed", "key-ttl", "directory", "cut-file", "not-a-path"],
+)
+def test_unusable_marker_value_is_one_line(
+    pytester: pytest.Pytester, arguments: str, message: str
+) -> None:
+    lines = CHAT_SESSION.read_text("utf-8").splitlines()
+    (pytester.path / "cut.jsonl").write_text("\n".join([*lines[:2], lines[2][:40]]), "utf-8")
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        CHAT = {str(CHAT_SESSION)!r}
+
+        @pytest.mark.lp_fixture({arguments})
+        def test_marked(lp_server):
+            pass
+        """
+    )
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([message])
+    result.stdout.no_fnmatch_line("*Traceback*")
