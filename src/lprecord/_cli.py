@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 import trio
-import trio.testing
 
 import lpcore
 from lptrio import LongPoll
@@ -33,7 +32,7 @@ from ._recorder import Recorder
 from ._scrub import SKIPPED_FIELD, Scrubber, scrub_fixture
 from ._server import FakeServer
 from ._strict import StrictMismatch
-from ._summary import Outcome, exchange_outcome, summarize
+from ._summary import Outcome, count_of, exchange_outcome, summarize
 from ._timeline import Timeline
 from ._wire import OMITTED, gate_update
 
@@ -262,10 +261,9 @@ def run_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
         f"API {header.api_version}, user {header.user_id or 'unknown'}",
         file=out,
     )
-    print(
-        f"redacted:    {', '.join(header.redacted) or 'nothing'}; scrubbed: {header.scrubbed}",
-        file=out,
-    )
+    redacted = ", ".join(header.redacted) or "nothing"
+    scrubbed = "yes" if header.scrubbed else "no"
+    print(f"redacted:    {redacted}; scrubbed: {scrubbed}", file=out)
     for line in summarize(fixture).lines():
         print(line, file=out)
     return 0
@@ -456,6 +454,9 @@ def run_demo_capture(args: argparse.Namespace) -> int:
             await _capture(args, DEMO_TOKEN, server.api_url, context, header, scrubber)
             nursery.cancel_scope.cancel()
 
+    # Imported here: trio.testing imports pytest, which would slow every other command.
+    import trio.testing
+
     trio.run(demo, clock=trio.testing.MockClock(autojump_threshold=0))
     _print_summary(args.output)
     if scrubber is not None:
@@ -572,16 +573,12 @@ class CaptureProgress:
         else:
             what = exchange.url.rsplit("/", 1)[-1]
         if outcome.failure is not None:
-            news = f"{outcome.failure} ({_count(self.failures, 'failure')} total)"
+            news = f"{outcome.failure} ({count_of(self.failures, 'failure')} total)"
         elif outcome.updates:
-            news = f"+{_count(outcome.updates, 'update')} ({self.updates} total)"
+            news = f"+{count_of(outcome.updates, 'update')} ({self.updates} total)"
         else:
             return
         print(f"{elapsed:.1f} s: {what}, {news}", file=sys.stderr, flush=True)
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _recorded_duration(fixture: Fixture) -> float:
@@ -650,7 +647,7 @@ def run_check(args: argparse.Namespace) -> int:
         for finding in report.findings:
             print(finding)
         if report.ok:
-            print(f"{path}: OK, {_count(report.exchanges or 0, 'exchange')}, no secrets found")
+            print(f"{path}: OK, {count_of(report.exchanges or 0, 'exchange')}, no secrets found")
         elif status == 0:
             status = 1
     return status

@@ -40,8 +40,8 @@ class Summary:
         )
         ts_range = "none" if self.first_ts is None else f"{self.first_ts} .. {self.last_ts}"
         return [
-            f"exchanges:   {self.exchanges} ({self.api_calls} API calls, {self.polls} polls, "
-            f"{self.empty_polls} of them empty)",
+            f"exchanges:   {self.exchanges} ({count_of(self.api_calls, 'API call')}, "
+            f"{count_of(self.polls, 'poll')}, {self.empty_polls} of them empty)",
             f"duration:    {self.duration:.1f} s",
             f"updates:     {self.total_updates} (by code: {codes})",
             f"ts range:    {ts_range}",
@@ -129,3 +129,8 @@ def exchange_outcome(exchange: Exchange) -> Outcome:
     if isinstance(reply.get("updates"), list):
         return Outcome(updates=len(reply["updates"]))
     return Outcome(failure="unreadable reply")
+
+
+def count_of(number: int, noun: str) -> str:
+    """Return "1 poll" or "2 polls": the number with the noun in its plural when needed."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

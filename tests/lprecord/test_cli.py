@@ -136,6 +136,15 @@ def test_show_prints_counts() -> None:
         assert f"failed {code}: {count}" in stdout
 
 
+def test_show_words_counts_and_flags() -> None:
+    out = io.StringIO()
+    run_show(build_parser().parse_args(["show", str(CHAT_SESSION)]), out)
+
+    stdout = out.getvalue()
+    assert "(1 API call, 12 polls, " in stdout
+    assert "; scrubbed: no\n" in stdout
+
+
 def test_show_follows_redirected_stdout() -> None:
     run = run_main(["show", str(CHAT_SESSION)])
 
