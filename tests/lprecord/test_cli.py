@@ -141,7 +141,7 @@ def test_show_words_counts_and_flags() -> None:
     run_show(build_parser().parse_args(["show", str(CHAT_SESSION)]), out)
 
     stdout = out.getvalue()
-    assert "(1 API call, 12 polls, " in stdout
+    assert "(1 API call, 11 polls, " in stdout
     assert "; scrubbed: no\n" in stdout
 
 
