@@ -2,6 +2,7 @@
 
 import argparse
 import errno
+import logging
 import math
 import os
 import ssl
@@ -299,6 +300,10 @@ def run_replay(args: argparse.Namespace) -> int:
         # FixtureError is raised as it is; this is a fixture that reads
         # fine but holds no session to replay.
         raise CommandError(f"{args.fixture}: {error}") from None
+
+    # Each injected fault is logged, so whoever watches the server sees what a client got.
+    logging.basicConfig(format="lprecord: %(message)s", stream=sys.stderr)
+    logging.getLogger("lprecord").setLevel(logging.INFO)
 
     async def serve() -> None:
         async with trio.open_nursery() as nursery:

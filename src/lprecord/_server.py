@@ -10,6 +10,7 @@ dribbled bodies.
 """
 
 import dataclasses
+import logging
 import os
 import ssl
 import threading
@@ -24,6 +25,7 @@ import trustme
 from lpcore import Update, encode_update, escape_text
 
 from ._faults import (
+    FAULT_FIELDS,
     Endpoint,
     Fault,
     FaultInjector,
@@ -45,6 +47,8 @@ from ._httpserver import (
 from ._strict import PastEnd, ReceivedRequest, StrictMismatch, StrictReplay
 from ._timeline import DEFAULT_KEY_TTL, EVENT_WINDOW, Hold, ReplayEngine, Reply, Timeline
 from ._wire import MESSAGE_LAYOUT_CODES, unescaped_characters
+
+logger = logging.getLogger(__name__)
 
 _NOT_FOUND = b'{"error":"not found: the fake server serves /method/<name> and the long poll path"}'
 _TEXT_TYPE = "text/plain; charset=utf-8"
@@ -342,6 +346,13 @@ class FakeServer:
         fired = None if endpoint is None else engine.take_fault(endpoint, trio.current_time())
         if endpoint is None or fired is None:
             return self._decide(request, _http_reply)
+        logger.info(
+            "injecting %s into request %d to %s at %.3f s",
+            _describe_fault(fired.fault),
+            fired.step,
+            endpoint,
+            fired.at,
+        )
         return self._perform(fired.fault, endpoint, request)
 
     async def _decide(self, request: HttpRequest, convert: Callable[[Reply], _T]) -> _T:
@@ -528,3 +539,13 @@ def run_fake_server_in_thread(
         thread.join()
         if failure:
             raise failure[0]
+
+
+def _describe_fault(fault: Fault) -> str:
+    """Return the fault's kind and the fields of its kind that are set, as in "failed (code=2)"."""
+    fields = [
+        f"{name}={getattr(fault, name)!r}"
+        for name in FAULT_FIELDS[fault.kind]
+        if getattr(fault, name) is not None
+    ]
+    return f"{fault.kind} ({', '.join(fields)})" if fields else str(fault.kind)

@@ -4,6 +4,7 @@ The loopback tests run in virtual time: a stall of two minutes costs no real tim
 """
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -504,6 +505,20 @@ async def test_wire_truncated_closes_after_prefix(autojump_clock: trio.abc.Clock
     assert wire.body == b'{"response'
     assert wire.content_length() > 10
     assert not wire.reset
+
+
+async def test_injected_fault_is_logged(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="lprecord")
+    faults = one_fault(Fault.truncated(keep=10), on=Endpoint.SERVER, step=1)
+    async with open_fake_server(CHAT, faults=faults) as server:
+        await raw_get(server, SERVER_TARGET)
+
+    [record] = [r for r in caplog.records if r.name == "lprecord._server"]
+    message = record.getMessage()
+    assert message.startswith("injecting truncated (keep=10) into request 1 to ")
+    assert "getLongPollServer" in message
 
 
 async def test_wire_reset_after_headers(autojump_clock: trio.abc.Clock) -> None:
