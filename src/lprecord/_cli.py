@@ -301,7 +301,7 @@ def run_replay(args: argparse.Namespace) -> int:
         # fine but holds no session to replay.
         raise CommandError(f"{args.fixture}: {error}") from None
 
-    # Each injected fault is logged, so whoever watches the server sees what a client got.
+    # Each injected fault is logged, so the person running the server sees what a client got.
     logging.basicConfig(format="lprecord: %(message)s", stream=sys.stderr)
     logging.getLogger("lprecord").setLevel(logging.INFO)
 
@@ -405,7 +405,7 @@ def check_api_url(api_url: str, option: str) -> None:
 
 
 def session_problem(path: Path) -> str | None:
-    """Return why the fixture at `path` holds no session to replay, or None if it holds one."""
+    """Return why the fixture at `path` contains no session to replay, or None if it has one."""
     try:
         Timeline.from_fixture(read_fixture(path, allow_truncated_tail=True))
     except (ValueError, FixtureError) as error:
