@@ -57,16 +57,17 @@ class CommandError(Exception):
     """An error to report in one line, with exit status 2."""
 
 
-def _int_in(low: int, high: int) -> Callable[[str], int]:
-    """Return an argparse type that accepts whole numbers from `low` to `high`."""
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """Return an argparse type that accepts whole numbers from `low` to `high` (None: no limit)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range; use {low} to {high}")
+        if value < low or (high is not None and value > high):
+            allowed = f"{low} or more" if high is None else f"{low} to {high}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range; use {allowed}")
         return value
 
     return parse
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     capture.add_argument(
         "--updates",
-        type=_int_in(1, 2**63 - 1),
+        type=_int_in(1),
         metavar="N",
         help="stop at the end of the poll that brings the total to at least N updates",
     )

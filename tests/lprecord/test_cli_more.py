@@ -523,7 +523,7 @@ def test_scrub_invalid_input(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         (["capture", "-o", "unused.jsonl", "--wait", "0"], "1 to 90"),
         (["capture", "-o", "unused.jsonl", "--mode", "-5"], "out of range"),
         (["capture", "-o", "unused.jsonl", "--duration", "-1"], "greater than 0"),
-        (["capture", "-o", "unused.jsonl", "--updates", "0"], "out of range"),
+        (["capture", "-o", "unused.jsonl", "--updates", "0"], "0 is out of range; use 1 or more"),
     ],
 )
 def test_out_of_range_options_are_usage_errors(
