@@ -16,6 +16,7 @@ import trio
 
 import lpcore
 from lptrio import LongPoll
+from lptrio._longpoll import check_api_url as lptrio_check_api_url
 
 from ._check import check_fixture
 from ._faults import FaultSchedule, ScenarioError
@@ -302,7 +303,7 @@ def run_replay(args: argparse.Namespace) -> int:
         # fine but holds no session to replay.
         raise CommandError(f"{args.fixture}: {error}") from None
 
-    # Each injected fault is logged, so the person running the server sees what a client got.
+    # Each injected fault is logged, so whoever runs the server can tell what a client got.
     logging.basicConfig(format="lprecord: %(message)s", stream=sys.stderr)
     logging.getLogger("lprecord").setLevel(logging.INFO)
 
@@ -398,11 +399,13 @@ def run_capture(args: argparse.Namespace) -> int:
 
 def check_api_url(api_url: str, option: str) -> None:
     """Reject an API base URL that LongPoll would reject, before any file is touched."""
-    if not api_url[:8].lower().startswith(("https://", "http://")):
+    try:
+        lptrio_check_api_url(api_url)
+    except ValueError:
         raise CommandError(
             f"{option} {api_url!r} must start with https:// or http://, for example "
             f"{lpcore.DEFAULT_API_URL}"
-        )
+        ) from None
 
 
 def session_problem(path: Path) -> str | None:

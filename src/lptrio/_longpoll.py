@@ -61,6 +61,12 @@ class ExchangeObserver(Protocol):
         """Take one finished exchange: `response` or `error` is set. Times are trio's clock."""
 
 
+def check_api_url(api_url: str) -> None:
+    """Raise ValueError unless `api_url` is an http:// or https:// URL, as LongPoll requires."""
+    if not api_url.startswith(("https://", "http://")):
+        raise ValueError(f"api_url {api_url!r} must start with https:// or http://")
+
+
 class LongPoll:
     """A User Long Poll consumer on trio.
 
@@ -109,8 +115,7 @@ class LongPoll:
             if not Path(cafile).is_file():
                 raise FileNotFoundError(f"cafile {cafile!r} is not a file; pass a PEM file of CAs")
             ssl_context = ssl.create_default_context(cafile=cafile)
-        if not api_url.startswith(("https://", "http://")):
-            raise ValueError(f"api_url {api_url!r} must start with https:// or http://")
+        check_api_url(api_url)
         self._checkpoint_path = None if checkpoint is None else Path(checkpoint)
         if resume is None and ts is not None:
             resume = Checkpoint(ts=ts, pts=pts, skip=skip)
