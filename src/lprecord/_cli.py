@@ -349,14 +349,15 @@ def run_replay(args: argparse.Namespace) -> int:
 def run_capture(args: argparse.Namespace) -> int:
     """Record a session from VK (or --api-url), or the embedded demo without a token."""
     token = args.token or os.environ.get("VK_TOKEN")
-    if args.demo or (not token and not args.api_url):
+    # An empty --api-url is an error below, not the default, so it never means VK by accident.
+    if args.demo or (not token and args.api_url is None):
         return run_demo_capture(args)
     if not token:
         raise CommandError(
             "no token: pass --token or set VK_TOKEN (the server at --api-url needs one too)"
         )
     context = ssl.create_default_context(cafile=args.cafile) if args.cafile else None
-    api_url = args.api_url or lpcore.DEFAULT_API_URL
+    api_url = lpcore.DEFAULT_API_URL if args.api_url is None else args.api_url
     check_api_url(api_url, "--api-url")
     header = Header(
         lp_version=3,
@@ -401,10 +402,9 @@ def check_api_url(api_url: str, option: str) -> None:
     """Reject an API base URL that LongPoll would reject, before any file is touched."""
     try:
         lptrio_check_api_url(api_url)
-    except ValueError:
+    except ValueError as error:
         raise CommandError(
-            f"{option} {api_url!r} must start with https:// or http://, for example "
-            f"{lpcore.DEFAULT_API_URL}"
+            f"invalid {option}: {error}; pass a URL such as {lpcore.DEFAULT_API_URL}"
         ) from None
 
 

@@ -396,7 +396,8 @@ class ScheduledFault:
         if self.on not in FAULT_ENDPOINTS[self.fault.kind]:
             allowed = ", ".join(sorted(FAULT_ENDPOINTS[self.fault.kind]))
             raise ValueError(
-                f"a {self.fault.kind} fault cannot target {self.on} requests; it targets {allowed}"
+                f"a fault of kind {self.fault.kind} cannot target {self.on} requests; "
+                f"it targets {allowed}"
             )
 
     def is_due(self, step: int, elapsed: float) -> bool:

@@ -123,6 +123,10 @@ class FakeServer:
             )
         if type(key_ttl) not in (int, float) or not key_ttl > 0:
             raise ValueError(f"key_ttl={key_ttl!r} must be a positive number of seconds")
+        if type(tls) is not bool:
+            raise ValueError(f"tls={tls!r} must be True or False")
+        if type(event_window) is not int or event_window < 1:
+            raise ValueError(f"event_window={event_window!r} must be a whole number of 1 or more")
         if strict and faults:
             raise ValueError(
                 "strict mode replays the recorded replies and takes no faults; record a "

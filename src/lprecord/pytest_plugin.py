@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from ._fixture import Fixture
     from ._server import FakeServer
 
 MARKER = "lp_fixture"
@@ -213,21 +214,18 @@ def lp_fixture_path(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture
-def lp_server(request: pytest.FixtureRequest, lp_fixture_path: Path) -> Iterator["FakeServer"]:
+def lp_server(_lp_served: "tuple[Fixture, dict[str, Any]]") -> Iterator["FakeServer"]:
     """A fake long poll server in a background thread, in real time; give clients its `api_url`."""
     from ._server import run_fake_server_in_thread
 
-    with contextlib.ExitStack() as stack:
-        with _setup_errors(lp_fixture_path):
-            server = stack.enter_context(
-                run_fake_server_in_thread(lp_fixture_path, **_server_options(request))
-            )
+    fixture, options = _lp_served
+    with run_fake_server_in_thread(fixture, **options) as server:
         yield server
 
 
 @pytest.fixture
 async def lp_trio_server(
-    request: pytest.FixtureRequest, lp_fixture_path: Path
+    _lp_served: "tuple[Fixture, dict[str, Any]]",
 ) -> AsyncIterator["FakeServer"]:
     """A fake long poll server in the test's trio loop (virtual time with `autojump_clock`).
 
@@ -235,27 +233,35 @@ async def lp_trio_server(
     """
     from ._server import open_fake_server
 
-    async with contextlib.AsyncExitStack() as stack:
-        with _setup_errors(lp_fixture_path):
-            server = await stack.enter_async_context(
-                open_fake_server(lp_fixture_path, **_server_options(request))
-            )
+    fixture, options = _lp_served
+    async with open_fake_server(fixture, **options) as server:
         yield server
 
 
-@contextlib.contextmanager
-def _setup_errors(path: Path) -> Iterator[None]:
-    """Turn a fixture file or marker option the server cannot use into a one-line failure.
+@pytest.fixture
+def _lp_served(
+    request: pytest.FixtureRequest, lp_fixture_path: Path
+) -> "tuple[Fixture, dict[str, Any]]":
+    """Read the marked fixture file and check the marker's server options.
 
-    Errors that the server raises later, while the test runs, are not changed.
+    A plain fixture, so a file or an option the server cannot use fails the test's setup
+    with one line, under `lp_trio_server` too, where pytest-trio would wrap the error in
+    an exception group.
     """
     from ._cli import describe_error
-    from ._fixture import FixtureError
+    from ._fixture import FixtureError, read_fixture
+    from ._server import FakeServer
 
+    options = _server_options(request)
     try:
-        yield
+        fixture = read_fixture(lp_fixture_path)
+        # Built once and dropped: the constructor checks every option.
+        FakeServer(fixture, **options)
     except (FixtureError, OSError, ValueError) as error:
-        pytest.fail(f"lprecord: cannot serve {path}: {describe_error(error)}", pytrace=False)
+        problem = describe_error(error)
+    else:
+        return fixture, options
+    pytest.fail(f"lprecord: cannot serve {lp_fixture_path}: {problem}", pytrace=False)
 
 
 # -- settings -----------------------------------------------------------------------

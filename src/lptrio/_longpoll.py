@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import trio
 
@@ -62,9 +63,16 @@ class ExchangeObserver(Protocol):
 
 
 def check_api_url(api_url: str) -> None:
-    """Raise ValueError unless `api_url` is an http:// or https:// URL, as LongPoll requires."""
+    """Raise ValueError unless `api_url` is an http(s) URL with a host and valid port."""
     if not api_url.startswith(("https://", "http://")):
         raise ValueError(f"api_url {api_url!r} must start with https:// or http://")
+    try:
+        parts = urlsplit(api_url)
+        parts.port  # noqa: B018 - reading it validates the port
+    except ValueError as error:
+        raise ValueError(f"api_url {api_url!r} is invalid: {error}") from None
+    if not parts.hostname:
+        raise ValueError(f"api_url {api_url!r} has no host")
 
 
 class LongPoll:

@@ -561,7 +561,10 @@ def test_capture_bad_api_url_keeps_file(
     result = run(capsys, [*arguments, "--api-url", "ftp://127.0.0.1:1/m"])
 
     assert result.status == 2
-    assert "--api-url 'ftp://127.0.0.1:1/m' must start with https:// or http://" in result.stderr
+    assert (
+        "invalid --api-url: api_url 'ftp://127.0.0.1:1/m' must start with https://"
+        in result.stderr
+    )
     assert output.read_bytes() == CHAT_SESSION.read_bytes()
 
 
@@ -603,3 +606,26 @@ def test_capture_into_directory_is_error(
 
     assert result.status == 2
     assert result.stderr == f"lprecord: error: {tmp_path} is a directory; pass a file name to -o\n"
+
+
+@pytest.mark.parametrize(
+    ("api_url", "reason"),
+    [
+        ("", "must start with https:// or http://"),
+        ("http:///method", "has no host"),
+        ("http://127.0.0.1:99999/method", "is invalid: Port out of range"),
+        ("HTTP://127.0.0.1:8080/method", "must start with https:// or http://"),
+    ],
+    ids=["empty", "no-host", "bad-port", "upper-case"],
+)
+def test_capture_invalid_api_url_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], api_url: str, reason: str
+) -> None:
+    output = tmp_path / "new.jsonl"
+
+    result = run(capsys, ["capture", "-o", str(output), "--token", "t", "--api-url", api_url])
+
+    assert result.status == 2
+    assert result.stderr.startswith("lprecord: error: invalid --api-url: ")
+    assert reason in result.stderr
+    assert not output.exists()

@@ -88,8 +88,10 @@ def test_marker_with_unknown_option_names_it(pytester: pytest.Pytester) -> None:
         ("'.'", "*cannot serve *: * Is a directory"),
         ("'cut.jsonl'", "*cannot serve *cut.jsonl:3: *"),
         ("42", "*lp_fixture takes a file path, got 42; pass a string*"),
+        ("CHAT, tls='yes'", "*cannot serve *: tls='yes' must be True or False"),
+        ("CHAT, event_window=-5", "*cannot serve *: event_window=-5 must be a whole number*"),
     ],
-    ids=["speed", "key-ttl", "directory", "cut-file", "not-a-path"],
+    ids=["speed", "key-ttl", "directory", "cut-file", "not-a-path", "tls", "event-window"],
 )
 def test_unusable_marker_value_is_one_line(
     pytester: pytest.Pytester, arguments: str, message: str
@@ -113,3 +115,23 @@ def test_unusable_marker_value_is_one_line(
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([message])
     result.stdout.no_fnmatch_line("*Traceback*")
+    result.stdout.no_fnmatch_line("*During handling*")
+
+
+def test_unusable_marker_value_under_trio(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.lp_fixture({str(CHAT_SESSION)!r}, speed="fast")
+        async def test_marked(lp_trio_server):
+            pass
+        """
+    )
+
+    result = pytester.runpytest("-p", "trio", "-o", "trio_mode=true")
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*cannot serve *: speed='fast' must be a positive number*"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+    result.stdout.no_fnmatch_line("*During handling*")

@@ -593,7 +593,7 @@ def test_record_url_without_scheme_is_error(pytester: pytest.Pytester) -> None:
 
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
-        ["*--lprecord-api-url 'ftp://127.0.0.1:1/m' must start with https:// or http://*"]
+        ["*invalid --lprecord-api-url: api_url 'ftp://127.0.0.1:1/m' must start with https://*"]
     )
     result.stdout.no_fnmatch_line("*Traceback*")
     assert target.read_bytes() == FAILURES_SESSION.read_bytes()
