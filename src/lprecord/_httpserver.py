@@ -1,10 +1,15 @@
 """HTTP/1.1 server on h11 and trio, used to host fake long-poll servers in tests.
 
-Each accepted connection gets its own task, which reads requests with h11 and passes
-each one to the handler. A client that hangs up while the handler runs cancels the
-handler, because a held long poll must end with its client. On Linux, for plain TCP, one
-epoll instance per server notices the hang-ups (`_HangupWatcher`). Otherwise, and always
-over TLS, a second task per request reads the connection until the handler returns.
+Each accepted connection gets its own task, which reads requests and passes each one to
+the handler. A request in the plain form that nearly every client sends is parsed here
+(`_read_plain_request`); h11 reads every other one, and h11 frames every reply that is
+not a whole body with the usual headers.
+
+The handler returns its reply, or an awaitable of it. A client that hangs up while that
+awaitable runs cancels it, because a held long poll must end with its client. On Linux,
+for plain TCP, one epoll instance per server notices the hang-ups (`_HangupWatcher`).
+Otherwise, and always over TLS, a second task per request reads the connection until the
+handler returns.
 
 A `MemoryConnector` passed to `serve_http` opens connections to the server inside the
 same trio run, with no socket: each one is a pair of `MemoryStream` ends whose server end
@@ -27,6 +32,7 @@ import contextlib
 import enum
 import logging
 import operator
+import re
 import select
 import socket
 import ssl
@@ -139,7 +145,8 @@ class HttpReply:
     the connection and stops, as it does when the handler raises."""
 
 
-Handler = Callable[[HttpRequest], Awaitable[HttpReply]]
+Handler = Callable[[HttpRequest], HttpReply | Awaitable[HttpReply]]
+"""Returns the reply, or an awaitable of it when the reply must wait."""
 
 
 class _ClientGoneError(Exception):
@@ -508,8 +515,11 @@ class _Connection:
         "_client_host",
         "_h11",
         "_handler_running",
+        "_keep_alive",
         "_memory",
         "_peer",
+        "_pending",
+        "_request_bytes",
         "_scope",
         "_server",
         "_stream",
@@ -535,7 +545,15 @@ class _Connection:
         self._server = server
         self._peer = peer
         self._client_host = client_host
-        self._h11 = h11.Connection(h11.SERVER)
+        # The h11 connection of the current request, when h11 read it or frames its reply.
+        self._h11: h11.Connection | None = None
+        # Bytes received and not yet parsed, while no h11 connection buffers them.
+        self._pending = b""
+        # The current request as received, when `_read_plain_request` parsed it.
+        self._request_bytes = b""
+        # Whether the connection stays open after the reply, or None when h11 must
+        # decide because the client proposed a protocol switch.
+        self._keep_alive: bool | None = True
         self._client_gone = False
         self._handler_running = False
         self._scope = scope
@@ -563,33 +581,75 @@ class _Connection:
             reply = await self._call_handler(request)
             if reply is None:
                 return
+            is_head = request.method == "HEAD"
             if reply.error is not None:
-                await self._send_then_stop(reply, reply.error, is_head=request.method == "HEAD")
+                await self._send_then_stop(reply, reply.error, is_head=is_head)
                 return
             head = self._plain_reply_head(reply)
             if head is not None:
                 # A reply that h11 would frame with no more than these headers is written
-                # here, and a fresh h11 connection takes over the next request.
-                await self._send_bytes(head if request.method == "HEAD" else head + reply.body)
-                if self._h11.their_state is not h11.DONE:
+                # here, as h11 would write it.
+                await self._send_bytes(head if is_head else head + reply.body)
+                if not self._keep_alive:
                     return
-                self._h11 = _next_cycle_connection(self._h11)
+                self._start_next_request()
                 continue
-            await self._send_reply(reply, is_head=request.method == "HEAD")
+            await self._send_reply(reply, is_head=is_head)
 
             if reply.transport.cut is not None:
                 await self._end_cut_connection(reset=reply.transport.reset)
                 return
-            if self._h11.our_state is not h11.DONE or self._h11.their_state is not h11.DONE:
+            connection = self._h11_connection()
+            if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
                 return
-            self._h11.start_next_cycle()
+            self._start_next_request()
+
+    def _start_next_request(self) -> None:
+        """Forget the finished request, keeping the bytes received after it."""
+        connection = self._h11
+        if connection is not None:
+            # h11 received these bytes before anything a watcher task added to `_pending`.
+            self._pending = bytes(connection.trailing_data[0]) + self._pending
+            self._h11 = None
+        self._request_bytes = b""
+        self._keep_alive = True
 
     async def _read_request(self) -> HttpRequest | None:
         """Read one whole request, or return None when the client closes between requests."""
+        data = self._pending
+        while True:
+            if data:
+                plain = _read_plain_request(data)
+                if isinstance(plain, _PlainRequest):
+                    self._pending = data[plain.size :]
+                    self._request_bytes = data[: plain.size]
+                    self._keep_alive = plain.keep_alive
+                    return _build_request(
+                        plain.method, plain.target, plain.headers, plain.body, self._client_host
+                    )
+                if plain is _Unparsed.FOR_H11:
+                    break
+            received = await self._receive()
+            if not received:
+                if not data:
+                    return None
+                break
+            data += received
+
+        self._pending = b""
+        connection = h11.Connection(h11.SERVER)
+        connection.receive_data(data)
+        if self._client_gone:
+            connection.receive_data(b"")
+        self._h11 = connection
+        return await self._read_request_with_h11(connection)
+
+    async def _read_request_with_h11(self, connection: h11.Connection) -> HttpRequest | None:
+        """Read a request with h11, from the bytes already on `connection` and the stream."""
         head: h11.Request | None = None
         body = bytearray()
         while True:
-            event = await self._next_event()
+            event = await self._next_event(connection)
             if isinstance(event, h11.ConnectionClosed):
                 return None
             if isinstance(event, h11.Request):
@@ -602,20 +662,49 @@ class _Connection:
             elif isinstance(event, h11.EndOfMessage):
                 # h11 always sends Request before EndOfMessage.
                 assert head is not None
-                return _build_request(head, bytes(body), self._client_host)
+                their_state = connection.their_state
+                self._keep_alive = (
+                    True
+                    if their_state is h11.DONE
+                    else False
+                    if their_state is h11.MUST_CLOSE
+                    else None
+                )
+                return _build_request(
+                    head.method, head.target, tuple(head.headers), bytes(body), self._client_host
+                )
 
-    async def _next_event(self) -> h11.Event:
+    async def _next_event(self, connection: h11.Connection) -> h11.Event:
         while True:
             try:
-                event = self._h11.next_event()
+                event = connection.next_event()
             except h11.RemoteProtocolError as exc:
                 raise _BadRequestError(exc.error_status_hint, str(exc)) from exc
             if event is h11.NEED_DATA:
-                self._h11.receive_data(await self._receive())
+                connection.receive_data(await self._receive())
                 continue
-            # PAUSED never appears here: `serve` calls start_next_cycle before reading again.
+            # PAUSED never appears here: the connection is new for each request.
             assert not isinstance(event, type), event
             return event
+
+    def _h11_connection(self) -> h11.Connection:
+        """Return the h11 connection of the current request, in the state that reading it left.
+
+        A request that `_read_plain_request` parsed is first given to a new h11 connection,
+        so that a reply which needs h11 (a cut or dribbled body, headers of the handler's
+        own, an error) finds h11 ready to send it.
+        """
+        connection = self._h11
+        if connection is None:
+            connection = h11.Connection(h11.SERVER)
+            connection.receive_data(self._request_bytes)
+            event = connection.next_event()
+            while event is not h11.NEED_DATA and not isinstance(event, h11.EndOfMessage):
+                event = connection.next_event()
+            # The parser tests check that h11 reads every plain request in full.
+            assert isinstance(event, h11.EndOfMessage), "h11 did not read a whole request"
+            self._h11 = connection
+        return connection
 
     async def _receive(self) -> bytes:
         try:
@@ -628,9 +717,10 @@ class _Connection:
 
     async def _send(self, *events: h11.Event) -> None:
         """Send `events` in one write."""
+        connection = self._h11_connection()
         chunks = []
         for event in events:
-            data = self._h11.send(event)
+            data = connection.send(event)
             # h11 returns None only for ConnectionClosed, which this server never sends.
             assert data is not None
             chunks.append(data)
@@ -648,29 +738,22 @@ class _Connection:
         Covers a whole reply with a Content-Length body and no headers of the handler's
         own, after a request that asked for no protocol switch. Its head is the status
         line, Content-Type and Content-Length, and "Connection: close" when the client
-        disabled keep-alive, in h11's order and spelling. The caller sends the head and
-        the body, so h11's state for the reply is left behind: a keep-alive connection
-        continues on the h11 connection that `_next_cycle_connection` returns.
+        disabled keep-alive, in h11's order and spelling.
         """
         transport = reply.transport
+        keep_alive = self._keep_alive
         if (
             transport.cut is not None
             or transport.chunk_size is not None
             or reply.headers
             or reply.status in _STATUSES_WITHOUT_BODY
             or not 200 <= reply.status <= 999
-            or self._h11.our_state is not h11.SEND_RESPONSE
+            or keep_alive is None
         ):
             return None
-        their_state = self._h11.their_state
-        if their_state is h11.DONE:
-            closing = b""
-        elif their_state is h11.MUST_CLOSE:
-            # The client sent "Connection: close" or spoke HTTP/1.0, so h11 would add
-            # this header and end the connection after the reply.
-            closing = b"Connection: close\r\n"
-        else:
-            return None
+        # A client that sent "Connection: close" or spoke HTTP/1.0 gets this header from
+        # h11, which then ends the connection after the reply.
+        closing = b"" if keep_alive else b"Connection: close\r\n"
         content_type = _checked_content_type(reply.content_type)
         if content_type is None:
             return None
@@ -688,18 +771,26 @@ class _Connection:
         Returns None when the client has gone, unless the reply carries an error that must
         still stop the server. Re-raises the handler's exception after replying 500.
         """
+        reply: HttpReply | None = None
+        error: Exception | None = None
+        try:
+            pending = self._server.handler(request)
+        except Exception as exc:
+            self._server.record_error(exc)
+            await self._reply_500(exc)
         hangups = self._server.hangups
         memory = self._memory
-        if hangups is None and memory is None:
-            reply, error = await self._run_handler_with_watcher_task(request)
+        if isinstance(pending, HttpReply):
+            # A reply returned at once had no wait that a hang-up could cut short.
+            reply = pending
+        elif hangups is None and memory is None:
+            reply, error = await self._await_with_watcher_task(pending)
         else:
             # The handler runs in this task, and `hangups` watches the socket meanwhile, or
             # the memory stream reports its client's close. A hang-up cancels the
             # connection's scope, so the Cancelled exception ends `serve` too. This path is
             # written out here rather than in a method of its own, because each coroutine
             # frame stays in memory while a poll is held.
-            reply = None
-            error = None
             fd = -1
             if memory is not None:
                 memory.watch_peer_close(self.hang_up)
@@ -709,7 +800,7 @@ class _Connection:
                 fd = self._tcp_stream.socket.fileno()
                 hangups.watch(fd, self)
             try:
-                reply = await self._server.handler(request)
+                reply = await pending
             except Exception as exc:
                 # Stored at once: the awaits after this call may be cancelled before the
                 # error reaches `serve_connection`.
@@ -728,17 +819,17 @@ class _Connection:
             return None
         return reply
 
-    async def _run_handler_with_watcher_task(
-        self, request: HttpRequest
+    async def _await_with_watcher_task(
+        self, pending: Awaitable[HttpReply]
     ) -> tuple[HttpReply | None, Exception | None]:
-        """Run the handler while a second task reads the stream to notice a hang-up."""
+        """Await the handler's reply while a second task reads the stream to notice a hang-up."""
         reply: HttpReply | None = None
         error: Exception | None = None
         async with trio.open_nursery() as nursery:
             self._handler_running = True
             nursery.start_soon(self._watch_for_close, nursery.cancel_scope)
             try:
-                reply = await self._server.handler(request)
+                reply = await pending
             except Exception as exc:
                 # Stored at once: the awaits after this call may be cancelled before the
                 # error reaches `serve_connection`.
@@ -755,9 +846,9 @@ class _Connection:
         # first read spares the Cancelled exception that the cancelled read would raise.
         if not self._handler_running:
             return
-        # A pipelined next request may arrive meanwhile. h11 buffers it until
-        # start_next_cycle, and reading stops once the buffer reaches the body limit.
-        while len(self._h11.trailing_data[0]) <= MAX_BODY_SIZE:
+        # A pipelined next request may arrive meanwhile. It waits in `_pending`, and
+        # reading stops once that reaches the body limit.
+        while len(self._pending) <= MAX_BODY_SIZE:
             try:
                 data = await self._receive()
             except _ClientGoneError:
@@ -765,13 +856,13 @@ class _Connection:
             if self._client_gone:
                 handler_scope.cancel()
                 return
-            self._h11.receive_data(data)
+            self._pending += data
 
     async def _send_then_stop(self, reply: HttpReply, error: Exception, *, is_head: bool) -> None:
         """Send `reply` if the client is still there, then stop the server with `error`."""
         # Stored before sending, because a failed send must not lose the error.
         self._server.record_error(error)
-        if not self._client_gone and self._h11.our_state is h11.SEND_RESPONSE:
+        if not self._client_gone and self._h11_connection().our_state is h11.SEND_RESPONSE:
             closing = HttpReply(
                 status=reply.status,
                 body=reply.body,
@@ -798,7 +889,7 @@ class _Connection:
 
     async def _reply_500(self, error: Exception) -> NoReturn:
         """Tell the client that the handler failed, then re-raise the handler's exception."""
-        if not self._client_gone and self._h11.our_state is h11.SEND_RESPONSE:
+        if not self._client_gone and self._h11_connection().our_state is h11.SEND_RESPONSE:
             reply = HttpReply(
                 status=500,
                 body=f"handler raised {type(error).__name__}\n".encode(),
@@ -811,7 +902,10 @@ class _Connection:
 
     async def _reject(self, error: _BadRequestError) -> None:
         """Reply with the error's status if the client is still there and h11 allows it."""
-        if self._client_gone or self._h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        if self._client_gone or self._h11_connection().our_state not in (
+            h11.IDLE,
+            h11.SEND_RESPONSE,
+        ):
             return
         logger.debug("rejected a request from %s with %d: %s", self._peer, error.status, error)
         reply = HttpReply(
@@ -859,6 +953,104 @@ class _Connection:
             await self._send(h11.Data(data=body[start : start + size]))
 
 
+# The plain form of a request head, which `_read_plain_request` parses. It is a request
+# line of HTTP/1.0 or HTTP/1.1, then header fields in the grammar of RFC 7230 section 3.2,
+# which h11 follows too. Every line ends with CRLF, no line is folded, and no value has
+# control characters. Nearly every client sends this form. h11 reads every head in
+# another form, and it accepts a superset of this one (bare LF line ends, folded lines,
+# control characters), so a head in this form means the same to both parsers.
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
+_FIELD_VALUE = rb"[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*"
+_PLAIN_HEAD = re.compile(
+    rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.([01])\r\n"
+    rb"((?:" + _TOKEN + rb":[ \t]*(?:" + _FIELD_VALUE + rb")?[ \t]*\r\n)*)\r\n"
+)
+_PLAIN_FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _FIELD_VALUE + rb")?[ \t]*\r\n")
+# h11 finds the end of a head at the first blank line, which may end with a bare LF.
+_HEAD_END = re.compile(rb"\n\r?\n")
+# h11's default limit on a head still incomplete, beyond which it replies 431.
+_MAX_INCOMPLETE_HEAD = 16 * 1024
+# h11 rejects a Content-Length with more digits than this.
+_MAX_LENGTH_DIGITS = 20
+
+
+class _Unparsed(enum.Enum):
+    """Reason that `_read_plain_request` returned no request."""
+
+    #: The head is not complete yet: read more bytes.
+    NEED_DATA = "need data"
+    #: The request is not in the plain form, or its body is not all here: h11 reads it.
+    FOR_H11 = "for h11"
+
+
+@dataclass(frozen=True, slots=True)
+class _PlainRequest:
+    """A whole request as `_read_plain_request` parsed it, in the form h11 reports it."""
+
+    method: bytes
+    target: bytes
+    headers: tuple[tuple[bytes, bytes], ...]
+    """Names lowercased, values without the whitespace around them."""
+    body: bytes
+    keep_alive: bool
+    size: int
+    """Bytes of `data` that the request took."""
+
+
+def _read_plain_request(data: bytes) -> _PlainRequest | _Unparsed:
+    """Parse the request at the start of `data` when it is whole and in the plain form.
+
+    Some requests are left to h11: those that h11 rejects, and those that it frames in a
+    way of its own (chunked, an upgrade, CONNECT, an odd Content-Length). h11 then reads
+    the same bytes and reports the error or the request.
+    """
+    match = _PLAIN_HEAD.match(data)
+    if match is None:
+        # h11 rejects a head whose first byte is a control character or a space at once,
+        # and one that has grown too long without ending.
+        if data[0] < 0x21 or _HEAD_END.search(data) or len(data) > _MAX_INCOMPLETE_HEAD:
+            return _Unparsed.FOR_H11
+        return _Unparsed.NEED_DATA
+    method, target, minor, fields = match.groups()
+    if method == b"CONNECT":
+        return _Unparsed.FOR_H11
+    headers = tuple([(name.lower(), value) for name, value in _PLAIN_FIELD.findall(fields)])
+    keep_alive = minor == b"1"
+    hosts = 0
+    length = b"0"
+    seen_length = False
+    for name, value in headers:
+        if name == b"host":
+            hosts += 1
+        elif name == b"content-length":
+            if seen_length or not value.isdigit() or len(value) > _MAX_LENGTH_DIGITS:
+                return _Unparsed.FOR_H11
+            length = value
+            seen_length = True
+        elif name == b"connection":
+            if keep_alive and b"close" in [token.strip() for token in value.lower().split(b",")]:
+                keep_alive = False
+        elif name == b"transfer-encoding" or name == b"upgrade":
+            return _Unparsed.FOR_H11
+    # h11 rejects an HTTP/1.1 request without Host and any request with two, as RFC 7230
+    # section 5.4 requires.
+    if hosts > 1 or (hosts == 0 and minor == b"1"):
+        return _Unparsed.FOR_H11
+    body_length = int(length)
+    head_end = match.end()
+    size = head_end + body_length
+    if body_length > MAX_BODY_SIZE or len(data) < size:
+        return _Unparsed.FOR_H11
+    return _PlainRequest(
+        method=method,
+        target=target,
+        headers=headers,
+        body=data[head_end:size],
+        keep_alive=keep_alive,
+        size=size,
+    )
+
+
 def _check_content_length(head: h11.Request) -> None:
     """Reject a declared body over the limit before the client sends it."""
     for name, value in head.headers:
@@ -867,10 +1059,16 @@ def _check_content_length(head: h11.Request) -> None:
             raise _BadRequestError(413, f"request body exceeds {MAX_BODY_SIZE} bytes")
 
 
-def _build_request(head: h11.Request, body: bytes, client_host: str) -> HttpRequest:
-    method = head.method.decode("ascii")
-    # h11 accepts only visible ASCII characters in the request target.
-    target = head.target.decode("ascii")
+def _build_request(
+    raw_method: bytes,
+    raw_target: bytes,
+    headers: tuple[tuple[bytes, bytes], ...],
+    body: bytes,
+    client_host: str,
+) -> HttpRequest:
+    method = raw_method.decode("ascii")
+    # Both parsers accept only visible ASCII characters in the request target.
+    target = raw_target.decode("ascii")
     if target.startswith("/"):
         raw_path, _, query = target.partition("?")
     else:
@@ -879,14 +1077,14 @@ def _build_request(head: h11.Request, body: bytes, client_host: str) -> HttpRequ
         raw_path, query = parts.path or "/", parts.query
 
     params = _parse_params(query)
-    if method == "POST" and _is_form(head.headers):
+    if method == "POST" and _is_form(headers):
         params.update(_parse_params(_decode_form_body(body)))
 
     return HttpRequest(
         method=method,
         path=_decode_path(raw_path),
         params=params,
-        headers=tuple(head.headers),
+        headers=headers,
         body=body,
         client_host=client_host,
     )
@@ -961,18 +1159,3 @@ def _checked_content_type(content_type: str) -> bytes | None:
 
 
 _MAX_CHECKED_CONTENT_TYPES = 64
-
-
-def _next_cycle_connection(done: h11.Connection) -> h11.Connection:
-    """Return a new server connection that contains the bytes `done` received but did not parse.
-
-    Used after a reply that was sent without h11: the new connection starts in the IDLE
-    state that `start_next_cycle` would have given `done`.
-    """
-    fresh = h11.Connection(h11.SERVER)
-    data, closed = done.trailing_data
-    if data:
-        fresh.receive_data(bytes(data))
-    if closed:
-        fresh.receive_data(b"")
-    return fresh

@@ -340,16 +340,21 @@ class FakeServer:
         self.ca.issue_cert(self.host, "localhost", "127.0.0.1").configure_cert(context)
         return context
 
-    def _handle(self, request: HttpRequest) -> Awaitable[HttpReply]:
-        # A plain function that returns the coroutine which builds the reply, so that a
-        # held poll keeps one coroutine frame fewer in memory.
+    def _handle(self, request: HttpRequest) -> HttpReply | Awaitable[HttpReply]:
+        # A reply that is due at once is returned as it is, which spares the HTTP server
+        # its watch for the client hanging up. A poll to hold gets the coroutine that
+        # builds its reply, so that a held poll keeps one coroutine frame fewer in memory.
         if self._strict_replay is not None:
             return self._answer_strictly(request, self._strict_replay)
         engine = self.engine
+        arrived = trio.current_time()
         endpoint = engine.endpoint_of(request.path, request.params)
-        fired = None if endpoint is None else engine.take_fault(endpoint, trio.current_time())
+        fired = None if endpoint is None else engine.take_fault(endpoint, arrived)
         if endpoint is None or fired is None:
-            return self._decide(request, _http_reply)
+            decision = self._decide_now(request, arrived)
+            if isinstance(decision, Hold):
+                return self._hold(request, arrived, decision, _http_reply)
+            return _http_reply(decision)
         logger.info(
             "injecting %s into request %d to %s at %.3f s",
             _describe_fault(fired.fault),
@@ -359,30 +364,48 @@ class FakeServer:
         )
         return self._perform(fired.fault, endpoint, request)
 
-    async def _decide(self, request: HttpRequest, convert: Callable[[Reply], _T]) -> _T:
-        """Return the engine's reply passed through `convert`, holding a poll until it comes."""
+    def _decide_now(self, request: HttpRequest, arrived: float) -> Reply | Hold:
+        """Return the engine's reply to `request`, or how long to hold it if it is a poll."""
         engine = self.engine
-        arrived = trio.current_time()
         if request.path.startswith("/method/"):
             method = request.path.removeprefix("/method/")
-            return convert(
-                engine.call_api(method, request.params, arrived, client_host=request.client_host)
-            )
+            client_host = request.client_host
+            return engine.call_api(method, request.params, arrived, client_host=client_host)
         if request.path != engine.server_path or request.params.get("act") != "a_check":
-            return convert(Reply(status=404, body=_NOT_FOUND))
-        while True:
-            now = trio.current_time()
-            decision = engine.poll(request.params, arrived, now, client_host=request.client_host)
-            if not isinstance(decision, Hold):
-                return convert(decision)
-            if decision.until <= now:
+            return Reply(status=404, body=_NOT_FOUND)
+        return engine.poll(request.params, arrived, arrived, client_host=request.client_host)
+
+    async def _decide(self, request: HttpRequest, convert: Callable[[Reply], _T]) -> _T:
+        """Return the engine's reply passed through `convert`, holding a poll until it comes."""
+        arrived = trio.current_time()
+        decision = self._decide_now(request, arrived)
+        if isinstance(decision, Hold):
+            return await self._hold(request, arrived, decision, convert)
+        return convert(decision)
+
+    async def _hold(
+        self, request: HttpRequest, arrived: float, hold: Hold, convert: Callable[[Reply], _T]
+    ) -> _T:
+        """Hold the poll `request` until the engine replies, and pass the reply to `convert`.
+
+        `hold` is the engine's decision on the poll at the time `arrived`.
+        """
+        decision: Reply | Hold = hold
+        decided_at = arrived
+        while isinstance(decision, Hold):
+            if decision.until <= decided_at:
                 raise RuntimeError(
                     f"replay engine asked to hold until {decision.until}, "
-                    f"which is not after now ({now})"
+                    f"which is not after now ({decided_at})"
                 )
             pushed = self._pushed
             with trio.move_on_at(decision.until):
                 await pushed.wait()
+            decided_at = trio.current_time()
+            decision = self.engine.poll(
+                request.params, arrived, decided_at, client_host=request.client_host
+            )
+        return convert(decision)
 
     async def _perform(self, fault: Fault, endpoint: Endpoint, request: HttpRequest) -> HttpReply:
         """Build the reply to a request that got `fault`, performing the fault."""

@@ -552,10 +552,16 @@ async def test_tls_failed_handshake_is_quiet(
     assert response.status == 200
 
 
-async def test_handler_exception_propagates(autojump_clock: trio.abc.Clock) -> None:
-    async def fail(request: HttpRequest) -> HttpReply:
-        raise ValueError("fake server bug")
+def fail_at_once(request: HttpRequest) -> HttpReply:
+    raise ValueError("fake server bug")
 
+
+async def fail_when_awaited(request: HttpRequest) -> HttpReply:
+    raise ValueError("fake server bug")
+
+
+@pytest.mark.parametrize("fail", [fail_when_awaited, fail_at_once])
+async def test_handler_exception_propagates(autojump_clock: trio.abc.Clock, fail: Handler) -> None:
     responses: list[ClientResponse] = []
     expected = pytest.RaisesExc(ValueError, match="fake server bug")
     with pytest.RaisesGroup(expected, flatten_subgroups=True):
@@ -689,3 +695,111 @@ def test_parse_params_matches_parse_qsl(query: str) -> None:
     expected = dict(parse_qsl(query, keep_blank_values=True))
 
     assert _parse_params(query) == expected
+
+
+def answer_at_once(request: HttpRequest) -> HttpReply:
+    """Handler that returns its reply itself rather than an awaitable of it."""
+    return HttpReply(body=request.path.encode())
+
+
+async def test_handler_may_return_reply_at_once(autojump_clock: trio.abc.Clock) -> None:
+    async with running_server(answer_at_once) as address, open_client(address) as client:
+        with trio.fail_after(TEST_TIMEOUT):
+            first = await client.request("GET", "/first")
+            second = await client.request("GET", "/second")
+
+    assert (first.status, first.body) == (200, b"/first")
+    assert (second.status, second.body) == (200, b"/second")
+
+
+async def receive_replies(stream: trio.abc.Stream, methods: Sequence[str]) -> list[ClientResponse]:
+    """Read the replies to pipelined requests with `methods`, with a client h11 connection."""
+    connection = h11.Connection(h11.CLIENT)
+    replies = []
+    for method in methods:
+        # The client's h11 state must have sent a request before it reads a reply.
+        connection.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
+        connection.send(h11.EndOfMessage())
+        response: h11.Response | None = None
+        body = b""
+        while True:
+            event = connection.next_event()
+            if event is h11.NEED_DATA:
+                connection.receive_data(bytes(await stream.receive_some()))
+            elif isinstance(event, h11.Response):
+                response = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+        assert response is not None
+        replies.append(ClientResponse(status=response.status_code, headers={}, body=body))
+        connection.start_next_cycle()
+    return replies
+
+
+async def echo_request(request: HttpRequest) -> HttpReply:
+    return HttpReply(body=f"{request.method} {request.path} {request.body!r}".encode())
+
+
+@pytest.mark.parametrize(
+    "pipelined",
+    [
+        pytest.param(
+            b"POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n\r\n"
+            b"GET /plain HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /bare-lf HTTP/1.1\nHost: x\n\n",
+            id="h11-then-plain",
+        ),
+        pytest.param(
+            b"POST /plain HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+            b"POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n\r\n"
+            b"GET /plain HTTP/1.1\r\nHost: x\r\n\r\n",
+            id="plain-then-h11",
+        ),
+    ],
+)
+async def test_requests_read_by_both_parsers_in_one_write(
+    autojump_clock: trio.abc.Clock, pipelined: bytes
+) -> None:
+    # The server parses requests in the plain form itself and leaves the others to h11.
+    # Bytes after a request must reach the next one, whichever parser read the first.
+    async with running_server(echo_request) as address, open_raw_stream(address) as stream:
+        await stream.send_all(pipelined)
+        with trio.fail_after(TEST_TIMEOUT):
+            replies = await receive_replies(stream, ["POST", "GET", "GET"])
+
+    bodies = [reply.body for reply in replies]
+    if pipelined.startswith(b"POST /chunked"):
+        assert bodies == [b"POST /chunked b'abc'", b"GET /plain b''", b"GET /bare-lf b''"]
+    else:
+        assert bodies == [b"POST /plain b'abc'", b"POST /chunked b'abc'", b"GET /plain b''"]
+
+
+async def test_head_split_over_writes_is_read_whole(autojump_clock: trio.abc.Clock) -> None:
+    handler = RecordingHandler()
+    async with running_server(handler) as address, open_raw_stream(address) as stream:
+        with trio.fail_after(TEST_TIMEOUT):
+            for piece in (b"GET /split?a=1 HT", b"TP/1.1\r\nHo", b"st: x\r\n\r", b"\n"):
+                await stream.send_all(piece)
+                await trio.sleep(1)
+            [reply] = await receive_replies(stream, ["GET"])
+
+    assert reply.status == 200
+    [request] = handler.requests
+    assert (request.path, request.params) == ("/split", {"a": "1"})
+
+
+async def test_reply_with_own_headers_keeps_connection(autojump_clock: trio.abc.Clock) -> None:
+    # h11 frames this reply, after a request that the server parsed without h11.
+    handler = RecordingHandler(HttpReply(body=b"{}", headers=(("X-Served-By", "test"),)))
+    async with running_server(handler) as address, open_client(address) as client:
+        with trio.fail_after(TEST_TIMEOUT):
+            first = await client.request("GET", "/first")
+            second = await client.request("GET", "/second")
+
+    assert first.headers[b"x-served-by"] == b"test"
+    assert (second.status, second.body) == (200, b"{}")
+    assert [request.path for request in handler.requests] == ["/first", "/second"]
