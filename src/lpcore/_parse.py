@@ -95,7 +95,7 @@ def _read_layout(
         value = raw[index]
         valid_type = type(value) in slot.accepts
         if not valid_type or (slot.valid is not None and not condition(slot.valid)(value)):
-            expected = slot.requirement or " or ".join(t.__name__ for t in slot.accepts)
+            expected = slot.requirement or " or ".join(_type_name(t) for t in slot.accepts)
             return _malformed(
                 raw, f"element {index} ({slot.name}) must be {expected}, got {value!r}"
             )
@@ -212,7 +212,7 @@ def _read_peer_activity(raw: list[Any]) -> Update:
     total_count = raw[3] if n > 3 else None
     timestamp = raw[4] if n > 4 else None
     if (n > 3 and type(total_count) is not int) or (n > 4 and type(timestamp) is not int):
-        return _malformed(raw, f"total_count and timestamp must be ints, got {raw[3:5]!r}")
+        return _malformed(raw, f"total_count and timestamp must be integers, got {raw[3:5]!r}")
     return _build_peer_activity(
         raw, raw[0], peer_id, tuple(user_ids), total_count, timestamp, peer_first
     )
@@ -235,7 +235,7 @@ def _read_notification_settings(raw: list[Any]) -> Update:
     for value in values:
         if value is not None and type(value) is not int:
             return _malformed(
-                raw, f"peer_id, sound and disabled_until must be ints, got {values!r}"
+                raw, f"peer_id, sound and disabled_until must be integers, got {values!r}"
             )
     return _build_notification_settings(raw, *values, object_form)
 
@@ -262,7 +262,7 @@ def _read_callback_answer(raw: list[Any]) -> Update:
     values = tuple(answer.get(key) for key, _ in _CALLBACK_ANSWER_KEYS)
     for (key, kind), value in zip(_CALLBACK_ANSWER_KEYS, values, strict=True):
         if value is not None and type(value) is not kind:
-            return _malformed(raw, f"{key} must be {kind.__name__}, got {_kind(value)}")
+            return _malformed(raw, f"{key} must be {_type_name(kind)}, got {_kind(value)}")
     return _build_callback_answer(raw, values)
 
 
@@ -455,10 +455,24 @@ def _with_trailing(wire: list[Any], update: Update) -> list[Any]:
     return wire
 
 
+# What error messages call each type that JSON decodes to.
+_JSON_TYPE_NAMES: dict[type, str] = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _type_name(kind: type) -> str:
+    return _JSON_TYPE_NAMES.get(kind, kind.__name__)
+
+
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", type(None): "null"}.get(
-        type(value), type(value).__name__
-    )
+    return _type_name(type(value))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

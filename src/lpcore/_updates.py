@@ -91,7 +91,9 @@ def _cached_members(enum_type: Callable[[int], Any]) -> MemberCache:
 
 def _flag(name: str, flag_type: Callable[[int], Any]) -> _Slot:
     # A negative mask has no meaning, and IntFlag would rewrite it.
-    return _Slot(name, (int,), _cached_members(flag_type), int, "{} >= 0", "a non-negative int")
+    return _Slot(
+        name, (int,), _cached_members(flag_type), int, "{} >= 0", "a non-negative integer"
+    )
 
 
 def _negated_id(name: str) -> _Slot:
@@ -102,7 +104,7 @@ def _negated_id(name: str) -> _Slot:
         abs,
         lambda value: -value,
         "{} < 0",
-        "a negative int (-user_id)",
+        "a negative integer (-user_id)",
     )
 
 

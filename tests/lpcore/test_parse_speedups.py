@@ -217,12 +217,15 @@ def test_fast_reader_on_odd_values(code: int, rest: list[Any]) -> None:
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        ([4, 1000001, -1], "event 4 element 2 (flags) must be a non-negative int, got -1"),
-        ([4, 1000001, True], "event 4 element 2 (flags) must be a non-negative int, got True"),
-        ([4, 1000001, 1, 100002, 17, "x", []], "event 4 element 6 (additional) must be dict"),
-        ([8, 100002], "event 8 element 1 (user_id) must be a negative int (-user_id), got"),
-        ([9, -100003, -2], "event 9 element 2 (flags) must be a non-negative int, got -2"),
-        ([52, 1, 2000000007, 1.5], "event 52 element 3 (info) must be int or str, got 1.5"),
+        ([4, 1000001, -1], "event 4 element 2 (flags) must be a non-negative integer, got -1"),
+        ([4, 1000001, True], "event 4 element 2 (flags) must be a non-negative integer, got True"),
+        ([4, 1000001, 1, 100002, 17, "x", []], "event 4 element 6 (additional) must be an object"),
+        ([8, 100002], "event 8 element 1 (user_id) must be a negative integer (-user_id), got"),
+        ([9, -100003, -2], "event 9 element 2 (flags) must be a non-negative integer, got -2"),
+        (
+            [52, 1, 2000000007, 1.5],
+            "event 52 element 3 (info) must be an integer or a string, got 1.5",
+        ),
         ([6, 100002], "event 6 needs at least 3 elements [code, peer_id, local_id], got 2"),
     ],
 )
