@@ -275,10 +275,16 @@ class LongPoll:
         """Save the checkpoint file (if any) and close the pooled connections.
 
         A loop left with ``break`` inside ``async with`` ends here, so the
-        file then points right after the last update handled.
+        file then points right after the last update handled. Called while
+        another task iterates, it cancels the request in flight, and that
+        task's loop (or `run`) raises trio.ClosedResourceError, as a trio
+        stream does when another task closes it. `shutdown` ends a loop
+        without an error.
         """
         self._save_checkpoint()
         self._http_closed = True
+        if self._request_scope is not None:
+            self._request_scope.cancel()
         await self._http.aclose()
 
     async def __aenter__(self) -> "LongPoll":
@@ -302,11 +308,18 @@ class LongPoll:
             # Asking for the next update means the last one was handled.
             self._handed_out = False
             self._delivered_in_batch += 1
-        while not self._pending or self._stopping:
+        while not self._pending or self._stopping or self._http_closed:
             self._save_checkpoint()
             if self._stopping:
                 await self.aclose()
                 raise StopAsyncIteration
+            if self._http_closed:
+                # The checkpoint points before any update still queued, so a consumer
+                # resumed from it gets those updates again.
+                raise trio.ClosedResourceError(
+                    "this LongPoll was closed by aclose() during the iteration; "
+                    "use shutdown() to end a loop, or start a new loop to poll again"
+                )
             await self._step()
         self._handed_out = True
         return self._pending.popleft()

@@ -124,6 +124,50 @@ async def test_shutdown_cancels_held_poll_at_once(autojump_clock: trio.abc.Clock
     assert returned_at - stopped_at <= 0.1
 
 
+async def test_aclose_from_another_task_ends_held_poll(autojump_clock: trio.abc.Clock) -> None:
+    async with open_fake_server(CHAT) as server:
+        longpoll = client(server)
+        received: list[Update] = []
+        errors: list[trio.ClosedResourceError] = []
+
+        async def consume() -> None:
+            try:
+                async for update in longpoll:
+                    received.append(update)
+            except trio.ClosedResourceError as error:
+                errors.append(error)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            # Held in a poll that would last until 225 s, as in the shutdown test above.
+            await trio.sleep(200)
+            closed_at = trio.current_time()
+            await longpoll.aclose()
+        returned_at = trio.current_time()
+
+    assert len(received) == 40
+    [error] = errors
+    assert "LongPoll was closed by aclose()" in str(error)
+    assert returned_at - closed_at <= 0.1
+
+
+async def test_aclose_in_loop_stops_queued_updates(autojump_clock: trio.abc.Clock) -> None:
+    received: list[Update] = []
+
+    async def consume(longpoll: LongPoll) -> None:
+        async for update in longpoll:
+            received.append(update)
+            if len(received) == 2:
+                # Update 3 came in the same batch as update 2 and is still queued.
+                await longpoll.aclose()
+
+    async with open_fake_server(CHAT) as server:
+        with pytest.raises(trio.ClosedResourceError, match="closed by aclose"):
+            await consume(client(server))
+
+    assert [update.raw for update in received] == recorded_updates(CHAT)[:2]
+
+
 async def test_shutdown_lets_running_handler_finish(autojump_clock: trio.abc.Clock) -> None:
     async with open_fake_server(CHAT) as server:
         longpoll = client(server)
