@@ -109,6 +109,11 @@ def check_fixture(path: str | os.PathLike[str]) -> CheckReport:
     )
 
 
+def _seconds(value: float) -> str:
+    """Format a time to the microsecond that fixtures keep, without trailing zeros."""
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
 def _order_findings(exchanges: Sequence[Exchange]) -> Iterator[tuple[int, str]]:
     """Find exchanges that end before an earlier line's exchange.
 
@@ -122,9 +127,10 @@ def _order_findings(exchanges: Sequence[Exchange]) -> Iterator[tuple[int, str]]:
         end = exchange.t + exchange.elapsed
         if end < latest_end - _END_TOLERANCE:
             message = (
-                f"exchange ends at {end:.6f} s, before the one on line {latest_line} "
-                f"({latest_end:.6f} s); the recorder writes exchanges in the order they end, so "
-                "lines were moved or times edited: put the lines back in order of t + elapsed"
+                f"exchange ends at {_seconds(end)} s, before the one on line {latest_line} "
+                f"({_seconds(latest_end)} s); the recorder writes exchanges in the order they "
+                "end, so lines were moved or times edited: put the lines back in order of "
+                "t + elapsed"
             )
             yield line, message
         elif end >= latest_end:

@@ -19,7 +19,7 @@ from lptrio import LongPoll
 from lptrio._longpoll import check_api_url as lptrio_check_api_url
 
 from ._check import check_fixture
-from ._faults import FaultSchedule, ScenarioError
+from ._faults import FaultSchedule, ScenarioError, describe_fault
 from ._fixture import (
     Exchange,
     ExchangeKind,
@@ -74,6 +74,19 @@ def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def _mode_mask(text: str) -> int:
+    """Parse a `mode` bit mask made only of the bits that VK documents."""
+    value = _int_in(0)(text)
+    unknown = value & ~int(lpcore.Mode.DEFAULT)
+    if unknown:
+        known = ", ".join(str(int(flag)) for flag in lpcore.Mode.DEFAULT)
+        raise argparse.ArgumentTypeError(
+            f"{value} sets bits that VK does not document ({unknown}); "
+            f"use a sum of the flags {known}, such as {int(lpcore.Mode.DEFAULT)}"
+        )
+    return value
+
+
 def _positive_seconds(text: str) -> float:
     """Parse a finite number greater than 0 (seconds or a speed factor)."""
     try:
@@ -107,9 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     capture.add_argument("--cafile", help="PEM file of certificate authorities to trust")
     capture.add_argument(
         "--mode",
-        type=_int_in(0, 2**31 - 1),
+        type=_mode_mask,
         default=int(lpcore.Mode.DEFAULT),
-        help="mode bit mask (default: 234)",
+        help="mode bit mask, a sum of 2, 8, 32, 64 and 128 (default: 234)",
     )
     capture.add_argument(
         "--wait",
@@ -204,12 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
     scrub.add_argument("input", type=Path, metavar="IN", help="fixture file to read")
     scrub.add_argument("output", type=Path, metavar="OUT", help="fixture file to write")
     scrub.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+
+    for command in commands.choices.values():
+        command.set_defaults(command_parser=command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `lprecord` command; return its exit status."""
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        # Reported by the command's own parser, so that the usage line shown is its own.
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command == "capture":
             return run_capture(args)
@@ -340,7 +359,27 @@ def run_replay(args: argparse.Namespace) -> int:
             return 1
         if not isinstance(cause, KeyboardInterrupt):
             raise
+    report_pending_faults(server)
     return 0
+
+
+def report_pending_faults(server: FakeServer) -> None:
+    """Print the scheduled faults that no request got, which a client then never saw."""
+    pending = server.pending_faults
+    if not pending:
+        return
+    count = "1 scheduled fault" if len(pending) == 1 else f"{len(pending)} scheduled faults"
+    print(f"lprecord: {count} never fired:", file=sys.stderr)
+    for scheduled in pending:
+        due = (
+            f"request {scheduled.at_step}"
+            if scheduled.at_step is not None
+            else f"{scheduled.at_time:g} s"
+        )
+        print(
+            f"lprecord:   {describe_fault(scheduled.fault)} on {scheduled.on} from {due}",
+            file=sys.stderr,
+        )
 
 
 # -- capture ------------------------------------------------------------------

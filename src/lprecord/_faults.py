@@ -677,3 +677,13 @@ class FaultInjector:
                 self.fired.append(fired)
                 return fired
         return None
+
+
+def describe_fault(fault: Fault) -> str:
+    """Return the fault's kind and the fields of its kind that are set, as in "failed (code=2)"."""
+    fields = [
+        f"{name}={getattr(fault, name)!r}"
+        for name in FAULT_FIELDS[fault.kind]
+        if getattr(fault, name) is not None
+    ]
+    return f"{fault.kind} ({', '.join(fields)})" if fields else str(fault.kind)

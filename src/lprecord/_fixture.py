@@ -20,6 +20,7 @@ import enum
 import json
 import math
 import os
+import string
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -343,9 +344,23 @@ def _decode_base64(value: Any) -> bytes:
         raise ValueError(f"body 'base64' must be a string, got {_describe(value)}")
     try:
         return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as err:
+    except (binascii.Error, ValueError):
         # A non-ASCII string raises a plain ValueError rather than binascii.Error.
-        raise ValueError(f"body 'base64' is not valid base64: {err}") from None
+        raise ValueError(f"body 'base64' is not valid base64: {_base64_problem(value)}") from None
+
+
+_BASE64_ALPHABET = frozenset(string.ascii_letters + string.digits + "+/=")
+
+
+def _base64_problem(text: str) -> str:
+    """Describe why `text`, which b64decode rejected, is not base64."""
+    for index, character in enumerate(text):
+        if character not in _BASE64_ALPHABET:
+            return (
+                f"character {character!r} at index {index} is not in the base64 alphabet "
+                "(A-Z, a-z, 0-9, + and /, with = as padding)"
+            )
+    return f"its {len(text)} characters are not whole groups of 4 with '=' only as padding"
 
 
 _BODY_DECODERS: dict[str, Callable[[Any], bytes]] = {

@@ -25,7 +25,6 @@ import trustme
 from lpcore import Update, encode_update, escape_text
 
 from ._faults import (
-    FAULT_FIELDS,
     Endpoint,
     Fault,
     FaultInjector,
@@ -33,6 +32,7 @@ from ._faults import (
     FaultSchedule,
     FiredFault,
     ScheduledFault,
+    describe_fault,
 )
 from ._fixture import Fixture, read_fixture
 from ._httpserver import (
@@ -357,7 +357,7 @@ class FakeServer:
             return _http_reply(decision)
         logger.info(
             "injecting %s into request %d to %s at %.3f s",
-            _describe_fault(fired.fault),
+            describe_fault(fired.fault),
             fired.step,
             endpoint,
             fired.at,
@@ -566,13 +566,3 @@ def run_fake_server_in_thread(
         thread.join()
         if failure:
             raise failure[0]
-
-
-def _describe_fault(fault: Fault) -> str:
-    """Return the fault's kind and the fields of its kind that are set, as in "failed (code=2)"."""
-    fields = [
-        f"{name}={getattr(fault, name)!r}"
-        for name in FAULT_FIELDS[fault.kind]
-        if getattr(fault, name) is not None
-    ]
-    return f"{fault.kind} ({', '.join(fields)})" if fields else str(fault.kind)

@@ -240,10 +240,10 @@ def restore_default_sigint() -> None:
 
 
 @contextlib.contextmanager
-def replay_process(fixture: Path, pem: Path) -> Iterator["subprocess.Popen[str]"]:
+def replay_process(fixture: Path, pem: Path, *options: str) -> Iterator["subprocess.Popen[str]"]:
     """Run `lprecord replay` over TLS at speed 1000; kill it on the way out if still running."""
     command = [sys.executable, "-m", "lprecord", "replay", str(fixture)]
-    command += ["--tls", "--ca-out", str(pem), "--speed", "1000", "--port", "0"]
+    command += ["--tls", "--ca-out", str(pem), "--speed", "1000", "--port", "0", *options]
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -288,6 +288,24 @@ def test_replay_exits_0_on_sigint(tmp_path: Path) -> None:
         process.send_signal(signal.SIGINT)
 
         assert process.wait(timeout=PROCESS_TIMEOUT) == 0
+
+
+def test_replay_reports_faults_never_fired(tmp_path: Path) -> None:
+    scenario = tmp_path / "faults.json"
+    scenario.write_text(
+        '{"faults": [{"at_step": 1000, "fault": "failed", "code": 2},'
+        ' {"at_time": 5000, "on": "getLongPollHistory", "fault": "http_error", "status": 503}]}'
+    )
+    with replay_process(CHAT_SESSION, tmp_path / "ca.pem", "--faults", str(scenario)) as process:
+        first_stdout_line(process)
+
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=PROCESS_TIMEOUT)
+
+    assert process.returncode == 0
+    assert "lprecord: 2 scheduled faults never fired:" in stderr
+    assert "lprecord:   failed (code=2) on poll from request 1000" in stderr
+    assert "lprecord:   http_error (status=503) on getLongPollHistory from 5000 s" in stderr
 
 
 def test_demo_capture_in_other_mode_checks_gated_arrays(

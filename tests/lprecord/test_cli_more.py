@@ -412,6 +412,7 @@ def test_check_flags_exchanges_out_of_order(
     [finding] = result.stdout.splitlines()
     assert finding.startswith(f"{path}:5: exchange ends at ")
     assert "before the one on line 4" in finding
+    assert re.search(r"ends at \d+(\.\d*[1-9])? s, before", finding), finding
 
 
 def test_check_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -522,6 +523,12 @@ def test_scrub_invalid_input(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         (["replay", str(CHAT_SESSION), "--port", "70000"], "0 to 65535"),
         (["capture", "-o", "unused.jsonl", "--wait", "0"], "1 to 90"),
         (["capture", "-o", "unused.jsonl", "--mode", "-5"], "out of range"),
+        (
+            ["capture", "-o", "unused.jsonl", "--mode", "235"],
+            "235 sets bits that VK does not document (1); "
+            "use a sum of the flags 2, 8, 32, 64, 128",
+        ),
+        (["replay", str(CHAT_SESSION), "--bogus"], "lprecord replay: error: unrecognized"),
         (["capture", "-o", "unused.jsonl", "--duration", "-1"], "greater than 0"),
         (["capture", "-o", "unused.jsonl", "--updates", "0"], "0 is out of range; use 1 or more"),
     ],

@@ -205,8 +205,16 @@ def test_encode_body_nesting_cap(tmp_path: Path, depth: int, encoding: str) -> N
         ({"xml": "<a/>"}, "unknown body encoding 'xml'; expected one of json, json_ascii, text"),
         ({}, "body must have exactly one key"),
         ({"json": 1, "text": "1"}, "body must have exactly one key"),
-        ({"base64": "not base64!"}, "body 'base64' is not valid base64"),
-        ({"base64": "é"}, "body 'base64' is not valid base64"),
+        (
+            {"base64": "not base64!"},
+            "body 'base64' is not valid base64: character ' ' at index 3 is not in the base64 "
+            "alphabet",
+        ),
+        ({"base64": "é"}, "body 'base64' is not valid base64: character 'é' at index 0"),
+        (
+            {"base64": "//4"},
+            "body 'base64' is not valid base64: its 3 characters are not whole groups of 4",
+        ),
         ({"base64": 5}, "body 'base64' must be a string, got an integer 5"),
         ({"text": ["a"]}, "body 'text' must be a string, got an array"),
         ({"text": "\ud800"}, "body 'text' contains a lone surrogate at character 1"),

@@ -16,6 +16,7 @@ import pytest
 import trio
 import trustme
 
+import lprecord._httpserver
 from lprecord._httpserver import (
     MAX_BODY_SIZE,
     BoundAddress,
@@ -298,10 +299,14 @@ class HourHold:
         return HttpReply()
 
 
+@pytest.mark.parametrize("epoll", [True, False], ids=["epoll-watcher", "reading-task"])
 @pytest.mark.parametrize("reset", [False, True], ids=["close", "reset"])
 async def test_held_handler_cancelled_on_disconnect(
-    autojump_clock: trio.abc.Clock, reset: bool
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch, reset: bool, epoll: bool
 ) -> None:
+    if not epoll:
+        # The path of platforms without epoll: a task per request reads the connection.
+        monkeypatch.setattr(lprecord._httpserver, "_HAS_EPOLL", False)
     hold = HourHold()
 
     async with running_server(hold) as address:
