@@ -21,8 +21,8 @@ Run by hand, not by the test suite::
 3. Wall time to make 1,000 polls of 25 s each against a fake server in the
    same trio loop, under trio's MockClock with autojump, over loopback TCP and
    over the fake server's in-memory streams (`FakeServer.open_memory_stream`).
-   For reference, the same polls against a bare trio + h11 server that holds
-   each one give the floor for any server on trio and h11 over TCP.
+   For reference, the same polls go over TCP to a bare trio + h11 server that
+   only holds each one and replies.
 """
 
 from __future__ import annotations
@@ -825,7 +825,7 @@ async def hold_bare_connection(body: bytes, wait: int, stream: trio.SocketStream
     """Reply to every request on one connection with `body` after `wait` seconds.
 
     A held poll with nothing but h11 and trio: no query parsing, no engine and no
-    watch for the client closing. It bounds what any trio + h11 server can reach.
+    watch for the client closing. No server that reads its requests with h11 does less.
     """
     connection = h11.Connection(h11.SERVER)
     while True:
