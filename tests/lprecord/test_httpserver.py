@@ -719,27 +719,14 @@ async def test_handler_may_return_reply_at_once(autojump_clock: trio.abc.Clock) 
 
 async def receive_replies(stream: trio.abc.Stream, methods: Sequence[str]) -> list[ClientResponse]:
     """Read the replies to pipelined requests with `methods`, with a client h11 connection."""
-    connection = h11.Connection(h11.CLIENT)
+    client = Client(stream)
     replies = []
     for method in methods:
         # The client's h11 state must have sent a request before it reads a reply.
-        connection.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
-        connection.send(h11.EndOfMessage())
-        response: h11.Response | None = None
-        body = b""
-        while True:
-            event = connection.next_event()
-            if event is h11.NEED_DATA:
-                connection.receive_data(bytes(await stream.receive_some()))
-            elif isinstance(event, h11.Response):
-                response = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                break
-        assert response is not None
-        replies.append(ClientResponse(status=response.status_code, headers={}, body=body))
-        connection.start_next_cycle()
+        client.h11.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
+        client.h11.send(h11.EndOfMessage())
+        replies.append(await client.read_response())
+        client.h11.start_next_cycle()
     return replies
 
 
