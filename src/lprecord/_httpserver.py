@@ -1073,7 +1073,11 @@ def _build_request(
         raw_path, _, query = target.partition("?")
     else:
         # Absolute form, "http://host/path?query", which a client may send to a proxy.
-        parts = urlsplit(target)
+        try:
+            parts = urlsplit(target)
+        except ValueError as exc:
+            # urlsplit rejects a malformed bracketed host, as in "http://[::1/".
+            raise _BadRequestError(400, f"invalid request target {target!r}: {exc}") from exc
         raw_path, query = parts.path or "/", parts.query
 
     params = _parse_params(query)

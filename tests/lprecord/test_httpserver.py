@@ -421,6 +421,27 @@ async def test_malformed_request_gets_400(autojump_clock: trio.abc.Clock) -> Non
     assert good_response.body == b"released"
 
 
+@pytest.mark.parametrize("target", [b"http://[::1/nim1", b"http://[bad]x/"], ids=["open", "junk"])
+async def test_malformed_absolute_target_gets_400(
+    autojump_clock: trio.abc.Clock, target: bytes
+) -> None:
+    handler = RecordingHandler()
+    async with running_server(handler) as address:
+        async with open_raw_stream(address) as stream:
+            with trio.fail_after(TEST_TIMEOUT):
+                await stream.send_all(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+                reply = await read_until_eof(stream)
+
+        # The server goes on serving other clients.
+        async with open_client(address) as client:
+            with trio.fail_after(TEST_TIMEOUT):
+                after = await client.request("GET", "/after")
+
+    assert reply.startswith(b"HTTP/1.1 400 ")
+    assert after.status == 200
+    assert [request.path for request in handler.requests] == ["/after"]
+
+
 async def test_eof_mid_request_is_quiet(autojump_clock: trio.abc.Clock) -> None:
     handler = RecordingHandler()
     head = b"POST /nim1 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"
