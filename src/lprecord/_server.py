@@ -160,8 +160,13 @@ class FakeServer:
     def api_url(self) -> str:
         """The API base URL to give a client, like ``https://127.0.0.1:8443/method``."""
         scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self._authority}/method"
+
+    @property
+    def _authority(self) -> str:
+        """The host and port as a URL writes them, with an IPv6 address in brackets."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}/method"
+        return f"{host}:{self.port}"
 
     @property
     def engine(self) -> ReplayEngine:
@@ -314,7 +319,7 @@ class FakeServer:
             self._trio_token = trio.lowlevel.current_trio_token()
             # VK names its long poll server as host:port/path with no
             # scheme, which clients read as HTTPS; a plain fake must say so.
-            base = f"{self.host}:{bound.port}" if self.tls else f"http://{self.host}:{bound.port}"
+            base = self._authority if self.tls else f"http://{self._authority}"
             if self._faults.origin is None:
                 self._faults.origin = trio.current_time()
             self._engine = ReplayEngine(

@@ -14,8 +14,10 @@ import pytest
 import trio
 from fixture_facts import CHAT_SESSION
 
+from lpcore import Update
 from lprecord import FakeServer, run_fake_server_in_thread
 from lprecord._cli import build_parser
+from lptrio import LongPoll
 
 #: The TCP state code of a listening socket in /proc/net/tcp.
 LISTEN = "0A"
@@ -93,3 +95,26 @@ def test_other_host_only_when_named() -> None:
         pytest.skip(f"cannot bind ::1 here: {error}")
 
     assert hosts == {"::1"}
+
+
+async def test_ipv6_server_names_its_poll_server_in_brackets(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("this machine has no IPv6")
+    server = FakeServer(CHAT_SESSION, host="::1")
+    received: list[Update] = []
+    async with trio.open_nursery() as nursery:
+        try:
+            await nursery.start(server.serve)
+        except OSError as error:
+            pytest.skip(f"cannot bind ::1 here: {error}")
+        longpoll = LongPoll("fake-token-for-ipv6-test-0123456789", api_url=server.api_url)
+        async for update in longpoll:
+            received.append(update)
+            if len(received) == 3:
+                longpoll.shutdown()
+        nursery.cancel_scope.cancel()
+
+    assert server.api_url.startswith("http://[::1]:")
+    assert len(received) == 3
