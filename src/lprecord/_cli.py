@@ -5,9 +5,10 @@ import errno
 import logging
 import math
 import os
+import signal
 import ssl
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import NoReturn, TextIO
@@ -327,6 +328,12 @@ def run_replay(args: argparse.Namespace) -> int:
     logging.getLogger("lprecord").setLevel(logging.INFO)
 
     async def serve() -> None:
+        # SIGTERM, which service managers, `timeout` and CI runners send, stops the replay
+        # as Ctrl-C does, so that the faults that never fired are still reported.
+        with trio.open_signal_receiver(signal.SIGTERM) as terminations:
+            await serve_until(terminations)
+
+    async def serve_until(terminations: AsyncIterator[int]) -> None:
         async with trio.open_nursery() as nursery:
             try:
                 await nursery.start(server.serve)
@@ -349,6 +356,9 @@ def run_replay(args: argparse.Namespace) -> int:
                 print(f"CA certificate written to {args.ca_out}", file=sys.stderr)
             print(server.api_url, flush=True)
             print("serving; press Ctrl-C to stop", file=sys.stderr, flush=True)
+            async for _ in terminations:
+                nursery.cancel_scope.cancel()
+                break
 
     try:
         trio.run(serve)

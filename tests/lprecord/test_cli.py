@@ -290,7 +290,8 @@ def test_replay_exits_0_on_sigint(tmp_path: Path) -> None:
         assert process.wait(timeout=PROCESS_TIMEOUT) == 0
 
 
-def test_replay_reports_faults_never_fired(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_replay_reports_faults_never_fired(tmp_path: Path, stop: signal.Signals) -> None:
     scenario = tmp_path / "faults.json"
     scenario.write_text(
         '{"faults": [{"at_step": 1000, "fault": "failed", "code": 2},'
@@ -299,7 +300,7 @@ def test_replay_reports_faults_never_fired(tmp_path: Path) -> None:
     with replay_process(CHAT_SESSION, tmp_path / "ca.pem", "--faults", str(scenario)) as process:
         first_stdout_line(process)
 
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         _, stderr = process.communicate(timeout=PROCESS_TIMEOUT)
 
     assert process.returncode == 0
