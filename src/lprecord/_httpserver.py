@@ -617,8 +617,9 @@ class _Connection:
     async def _read_request(self) -> HttpRequest | None:
         """Read one whole request, or return None when the client closes between requests."""
         data = self._pending
+        parse = bool(data)
         while True:
-            if data:
+            if parse:
                 plain = _read_plain_request(data)
                 if isinstance(plain, _PlainRequest):
                     self._pending = data[plain.size :]
@@ -634,7 +635,16 @@ class _Connection:
                 if not data:
                     return None
                 break
+            seen = len(data)
             data += received
+            # A head found incomplete can only end in the bytes just received, where a blank
+            # line of up to 3 bytes may start 2 bytes earlier. Parsing again only then keeps
+            # a head sent a byte at a time from costing time that grows with its square.
+            parse = (
+                seen == 0
+                or len(data) > _MAX_INCOMPLETE_HEAD
+                or _HEAD_END.search(data, max(0, seen - 2)) is not None
+            )
 
         self._pending = b""
         connection = h11.Connection(h11.SERVER)

@@ -791,11 +791,23 @@ async def test_requests_read_by_both_parsers_in_one_write(
         assert bodies == [b"POST /plain b'abc'", b"POST /chunked b'abc'", b"GET /plain b''"]
 
 
-async def test_head_split_over_writes_is_read_whole(autojump_clock: trio.abc.Clock) -> None:
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        (b"GET /split?a=1 HT", b"TP/1.1\r\nHo", b"st: x\r\n\r", b"\n"),
+        (b"GET /split?a=1 HTTP/1.1\r\nHost: x\r", b"\n\r", b"\n"),
+        (b"GET /split?a=1 HTTP/1.1\r\nHost: x\r\n", b"\r\n"),
+        (b"GET /split?a=1 HTTP/1.1\nHost: x\n", b"\n"),
+    ],
+    ids=["in-line", "blank-line-in-three", "blank-line-alone", "bare-lf"],
+)
+async def test_head_split_over_writes_is_read_whole(
+    autojump_clock: trio.abc.Clock, pieces: tuple[bytes, ...]
+) -> None:
     handler = RecordingHandler()
     async with running_server(handler) as address, open_raw_stream(address) as stream:
         with trio.fail_after(TEST_TIMEOUT):
-            for piece in (b"GET /split?a=1 HT", b"TP/1.1\r\nHo", b"st: x\r\n\r", b"\n"):
+            for piece in pieces:
                 await stream.send_all(piece)
                 await trio.sleep(1)
             [reply] = await receive_replies(stream, ["GET"])
@@ -816,3 +828,31 @@ async def test_reply_with_own_headers_keeps_connection(autojump_clock: trio.abc.
     assert first.headers[b"x-served-by"] == b"test"
     assert (second.status, second.body) == (200, b"{}")
     assert [request.path for request in handler.requests] == ["/first", "/second"]
+
+
+async def test_head_sent_bytewise_is_parsed_when_whole(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Parsing the whole buffer again for every byte would take time that grows with the
+    # square of the head's size, so the server parses only when a line may have ended it.
+    calls: list[int] = []
+
+    def counting_parser(data: bytes) -> object:
+        calls.append(len(data))
+        return read_plain_request(data)
+
+    read_plain_request = lprecord._httpserver._read_plain_request
+    monkeypatch.setattr(lprecord._httpserver, "_read_plain_request", counting_parser)
+    head = b"GET /drip HTTP/1.1\r\nHost: x\r\n" + b"X-Padding: abcdefgh\r\n" * 50 + b"\r\n"
+    handler = RecordingHandler()
+    async with running_server(handler) as address, open_raw_stream(address) as stream:
+        with trio.fail_after(TEST_TIMEOUT):
+            for index in range(len(head)):
+                await stream.send_all(head[index : index + 1])
+                await trio.sleep(0.01)
+            [reply] = await receive_replies(stream, ["GET"])
+
+    assert reply.status == 200
+    assert [request.path for request in handler.requests] == ["/drip"]
+    # At most one parse for the first bytes and one once the blank line has come.
+    assert len(calls) <= 2
