@@ -78,11 +78,18 @@ def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
 def _mode_mask(text: str) -> int:
     """Parse a `mode` bit mask made only of the bits that VK documents."""
     value = _int_in(0)(text)
-    unknown = value & ~int(lpcore.Mode.DEFAULT)
+    flags = (1 << bit for bit in range(value.bit_length()) if value >> bit & 1)
+    unknown = [flag for flag in flags if not flag & lpcore.Mode.DEFAULT]
     if unknown:
+        if len(unknown) == 1:
+            named = f"bit {unknown[0]}"
+        elif len(unknown) <= 4:
+            named = f"bits {', '.join(map(str, unknown[:-1]))} and {unknown[-1]}"
+        else:
+            named = f"{len(unknown)} bits, the lowest {unknown[0]}"
         known = ", ".join(str(int(flag)) for flag in lpcore.Mode.DEFAULT)
         raise argparse.ArgumentTypeError(
-            f"{value} sets bits that VK does not document ({unknown}); "
+            f"{value} sets {named}, which VK does not document; "
             f"use a sum of the flags {known}, such as {int(lpcore.Mode.DEFAULT)}"
         )
     return value

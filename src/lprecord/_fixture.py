@@ -664,6 +664,8 @@ def _check_seconds(name: str, value: float) -> None:
 
 def _describe(value: Any) -> str:
     """Describe a JSON value for an error message: its type and a short excerpt."""
+    if value is None:
+        return "null"
     try:
         excerpt = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):

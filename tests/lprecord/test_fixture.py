@@ -937,3 +937,15 @@ def test_no_migrations_yet() -> None:
 )
 def test_fixture_error_str(make: Callable[[], FixtureError], expected: str) -> None:
     assert str(make()) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(None, "got null"), (True, "got a boolean true"), ("x", 'got a string "x"')],
+    ids=["null", "boolean", "string"],
+)
+def test_decode_body_names_json_value(value: Any, shown: str) -> None:
+    with pytest.raises(TypeError) as caught:
+        decode_body(value)
+
+    assert str(caught.value).endswith(shown)
