@@ -691,6 +691,12 @@ class _Connection:
             except h11.RemoteProtocolError as exc:
                 raise _BadRequestError(exc.error_status_hint, str(exc)) from exc
             if event is h11.NEED_DATA:
+                if connection.they_are_waiting_for_100_continue:
+                    # The client sent "Expect: 100-continue" and holds back the body until
+                    # this interim reply comes, or until a timeout of its own (1 s in curl).
+                    await self._send(
+                        h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+                    )
                 connection.receive_data(await self._receive())
                 continue
             # PAUSED never appears here: the connection is new for each request.

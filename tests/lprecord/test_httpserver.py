@@ -442,6 +442,22 @@ async def test_malformed_absolute_target_gets_400(
     assert [request.path for request in handler.requests] == ["/after"]
 
 
+async def test_expect_100_continue_gets_interim_reply(autojump_clock: trio.abc.Clock) -> None:
+    handler = RecordingHandler()
+    head = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+    async with running_server(handler) as address, open_raw_stream(address) as stream:
+        with trio.fail_after(TEST_TIMEOUT):
+            await stream.send_all(head)
+            interim = await stream.receive_some()
+            await stream.send_all(b"abc")
+            [reply] = await receive_replies(stream, ["POST"])
+
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert reply.status == 200
+    [request] = handler.requests
+    assert request.body == b"abc"
+
+
 async def test_eof_mid_request_is_quiet(autojump_clock: trio.abc.Clock) -> None:
     handler = RecordingHandler()
     head = b"POST /nim1 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"
