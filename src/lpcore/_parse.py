@@ -62,7 +62,9 @@ def parse_update(raw: Any, *, mode: Mode = Mode.DEFAULT, version: int = 3) -> Up
         )
     first = "nothing" if not raw else repr(raw[0])
     return MalformedUpdate(
-        code=-1, raw=raw, reason=f"element 0 must be the integer event code, got {first}"
+        code=-1,
+        raw=raw,
+        reason=f"element 0 must be the integer event code, got {_json_text(first)}",
     )
 
 
@@ -97,7 +99,7 @@ def _read_layout(
         if not valid_type or (slot.valid is not None and not condition(slot.valid)(value)):
             expected = slot.requirement or " or ".join(_type_name(t) for t in slot.accepts)
             return _malformed(
-                raw, f"element {index} ({slot.name}) must be {expected}, got {value!r}"
+                raw, f"element {index} ({slot.name}) must be {expected}, got {_json_text(value)}"
             )
         values[slot.name] = value if slot.to_field is None else slot.to_field(value)
     return cls(raw=raw, **values)
@@ -207,12 +209,14 @@ def _read_peer_activity(raw: list[Any]) -> Update:
     peer_id, user_ids = (raw[1], raw[2]) if peer_first else (raw[2], raw[1])
     if type(peer_id) is not int or type(user_ids) is not list or not _all_ints(user_ids):
         return _malformed(
-            raw, "must carry an int peer_id and a list of int user ids at index 1 and 2"
+            raw, "must carry an integer peer_id and an array of integer user ids at index 1 and 2"
         )
     total_count = raw[3] if n > 3 else None
     timestamp = raw[4] if n > 4 else None
     if (n > 3 and type(total_count) is not int) or (n > 4 and type(timestamp) is not int):
-        return _malformed(raw, f"total_count and timestamp must be integers, got {raw[3:5]!r}")
+        return _malformed(
+            raw, f"total_count and timestamp must be integers, got {_json_text(raw[3:5])}"
+        )
     return _build_peer_activity(
         raw, raw[0], peer_id, tuple(user_ids), total_count, timestamp, peer_first
     )
@@ -235,7 +239,8 @@ def _read_notification_settings(raw: list[Any]) -> Update:
     for value in values:
         if value is not None and type(value) is not int:
             return _malformed(
-                raw, f"peer_id, sound and disabled_until must be integers, got {values!r}"
+                raw,
+                f"peer_id, sound and disabled_until must be integers, got {_json_text(values)}",
             )
     return _build_notification_settings(raw, *values, object_form)
 
@@ -467,6 +472,15 @@ _JSON_TYPE_NAMES: dict[type, str] = {
 }
 
 
+def _json_text(value: Any) -> str:
+    """Write `value` as JSON for an error message, cut to 60 characters."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _type_name(kind: type) -> str:
     return _JSON_TYPE_NAMES.get(kind, kind.__name__)
 
@@ -547,7 +561,7 @@ def parse_poll_body(
 def _read_failed(reply: Mapping[str, Any], body: bytes) -> Failed:
     code = reply["failed"]
     if type(code) is not int:
-        raise RemoteProtocolError(f"'failed' must be an integer, got {code!r}", body)
+        raise RemoteProtocolError(f"'failed' must be an integer, got {_json_text(code)}", body)
     error = reply.get("error")
     return Failed(
         code=code,
@@ -567,7 +581,7 @@ def read_counter(reply: Mapping[str, Any], name: str, body: bytes) -> int | None
         return value
     if type(value) is str and _DECIMAL.fullmatch(value):
         return int(value)
-    raise RemoteProtocolError(f"{name!r} must be an integer, got {value!r:.60}", body)
+    raise RemoteProtocolError(f"{name!r} must be an integer, got {_json_text(value)}", body)
 
 
 def build_poll_url(

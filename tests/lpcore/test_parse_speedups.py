@@ -218,7 +218,7 @@ def test_fast_reader_on_odd_values(code: int, rest: list[Any]) -> None:
     ("raw", "reason"),
     [
         ([4, 1000001, -1], "event 4 element 2 (flags) must be a non-negative integer, got -1"),
-        ([4, 1000001, True], "event 4 element 2 (flags) must be a non-negative integer, got True"),
+        ([4, 1000001, True], "event 4 element 2 (flags) must be a non-negative integer, got true"),
         ([4, 1000001, 1, 100002, 17, "x", []], "event 4 element 6 (additional) must be an object"),
         ([8, 100002], "event 8 element 1 (user_id) must be a negative integer (-user_id), got"),
         ([9, -100003, -2], "event 9 element 2 (flags) must be a non-negative integer, got -2"),
@@ -227,6 +227,14 @@ def test_fast_reader_on_odd_values(code: int, rest: list[Any]) -> None:
             "event 52 element 3 (info) must be an integer or a string, got 1.5",
         ),
         ([6, 100002], "event 6 needs at least 3 elements [code, peer_id, local_id], got 2"),
+        # Received values are shown as JSON, the form they arrived in.
+        ([80, "1", 0], 'event 80 element 1 (count) must be an integer, got "1"'),
+        ([4, None, 1], "event 4 element 1 (message_id) must be an integer, got null"),
+        (
+            [114, "x", None, None],
+            'event 114 peer_id, sound and disabled_until must be integers, got ["x", null, null]',
+        ),
+        ([63, "x", 1], "event 63 must carry an integer peer_id and an array of integer user ids"),
     ],
 )
 def test_malformed_reason_is_unchanged(raw: list[Any], reason: str) -> None:
