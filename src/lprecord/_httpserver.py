@@ -664,6 +664,12 @@ class _Connection:
                 return None
             if isinstance(event, h11.Request):
                 head = event
+                if head.http_version not in _HTTP_VERSIONS:
+                    # h11 reads a request line of any HTTP/x.y, and this server speaks 1.x only.
+                    version = head.http_version.decode("ascii")
+                    raise _BadRequestError(
+                        505, f"HTTP/{version} is not supported; send HTTP/1.1 or HTTP/1.0"
+                    )
                 _check_content_length(head)
             elif isinstance(event, h11.Data):
                 body += event.data
@@ -1153,6 +1159,7 @@ def _is_form(headers: Sequence[tuple[bytes, bytes]]) -> bool:
     return False
 
 
+_HTTP_VERSIONS = frozenset({b"1.0", b"1.1"})
 # RFC 9110 sections 15.3.5 and 15.4.5: 204 and 304 replies carry no body and need h11's
 # framing rules. A 1xx status is no final reply, and h11 rejects it in a Response.
 _STATUSES_WITHOUT_BODY = frozenset({204, 304})

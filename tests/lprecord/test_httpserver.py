@@ -458,6 +458,23 @@ async def test_expect_100_continue_gets_interim_reply(autojump_clock: trio.abc.C
     assert request.body == b"abc"
 
 
+@pytest.mark.parametrize(
+    "request_line", [b"PRI * HTTP/2.0", b"GET / HTTP/1.9", b"GET / HTTP/0.9"], ids=str
+)
+async def test_other_http_version_gets_505(
+    autojump_clock: trio.abc.Clock, request_line: bytes
+) -> None:
+    handler = RecordingHandler()
+    async with running_server(handler) as address, open_raw_stream(address) as stream:
+        with trio.fail_after(TEST_TIMEOUT):
+            await stream.send_all(request_line + b"\r\nHost: x\r\n\r\n")
+            reply = await read_until_eof(stream)
+
+    assert reply.startswith(b"HTTP/1.1 505 ")
+    assert b"send HTTP/1.1 or HTTP/1.0" in reply
+    assert handler.requests == []
+
+
 async def test_eof_mid_request_is_quiet(autojump_clock: trio.abc.Clock) -> None:
     handler = RecordingHandler()
     head = b"POST /nim1 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"
