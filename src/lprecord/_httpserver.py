@@ -665,7 +665,7 @@ class _Connection:
             if isinstance(event, h11.Request):
                 head = event
                 if head.http_version not in _HTTP_VERSIONS:
-                    # h11 reads a request line of any HTTP/x.y, and this server speaks 1.x only.
+                    # h11 reads a request line of any HTTP/x.y; this server speaks 1.0 and 1.1.
                     version = head.http_version.decode("ascii")
                     raise _BadRequestError(
                         505, f"HTTP/{version} is not supported; send HTTP/1.1 or HTTP/1.0"
