@@ -460,7 +460,7 @@ def _with_trailing(wire: list[Any], update: Update) -> list[Any]:
     return wire
 
 
-# What error messages call each type that JSON decodes to.
+# Names that error messages give the types that JSON decodes to.
 _JSON_TYPE_NAMES: dict[type, str] = {
     dict: "an object",
     list: "an array",
