@@ -60,11 +60,9 @@ def parse_update(raw: Any, *, mode: Mode = Mode.DEFAULT, version: int = 3) -> Up
         return MalformedUpdate(
             code=-1, raw=raw, reason=f"an update must be an array, got {_kind(raw)}"
         )
-    first = "nothing" if not raw else repr(raw[0])
+    first = "an empty array" if not raw else _json_text(raw[0])
     return MalformedUpdate(
-        code=-1,
-        raw=raw,
-        reason=f"element 0 must be the integer event code, got {_json_text(first)}",
+        code=-1, raw=raw, reason=f"element 0 must be the integer event code, got {first}"
     )
 
 

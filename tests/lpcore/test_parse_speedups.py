@@ -235,6 +235,10 @@ def test_fast_reader_on_odd_values(code: int, rest: list[Any]) -> None:
             'event 114 peer_id, sound and disabled_until must be integers, got ["x", null, null]',
         ),
         ([63, "x", 1], "event 63 must carry an integer peer_id and an array of integer user ids"),
+        ([None], "element 0 must be the integer event code, got null"),
+        (["4"], 'element 0 must be the integer event code, got "4"'),
+        ([True], "element 0 must be the integer event code, got true"),
+        ([], "element 0 must be the integer event code, got an empty array"),
     ],
 )
 def test_malformed_reason_is_unchanged(raw: list[Any], reason: str) -> None:
