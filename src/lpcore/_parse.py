@@ -207,7 +207,9 @@ def _read_peer_activity(raw: list[Any]) -> Update:
     peer_id, user_ids = (raw[1], raw[2]) if peer_first else (raw[2], raw[1])
     if type(peer_id) is not int or type(user_ids) is not list or not _all_ints(user_ids):
         return _malformed(
-            raw, "must carry an integer peer_id and an array of integer user ids at index 1 and 2"
+            raw,
+            "must carry an integer peer_id and an array of integer user ids at index 1 and 2, "
+            f"got {_json_text(raw[1:3])}",
         )
     total_count = raw[3] if n > 3 else None
     timestamp = raw[4] if n > 4 else None
@@ -265,7 +267,7 @@ def _read_callback_answer(raw: list[Any]) -> Update:
     values = tuple(answer.get(key) for key, _ in _CALLBACK_ANSWER_KEYS)
     for (key, kind), value in zip(_CALLBACK_ANSWER_KEYS, values, strict=True):
         if value is not None and type(value) is not kind:
-            return _malformed(raw, f"{key} must be {_type_name(kind)}, got {_kind(value)}")
+            return _malformed(raw, f"{key} must be {_type_name(kind)}, got {_json_text(value)}")
     return _build_callback_answer(raw, values)
 
 

@@ -472,9 +472,9 @@ def test_callback_answer_without_action() -> None:
     ("raw", "reason"),
     [
         ([119, [1, 2]], "needs an object at index 1, got an array"),
-        ([119, {"event_id": 77}], "event_id must be a string, got an integer"),
-        ([119, {"owner_id": "-318004"}], "owner_id must be an integer, got a string"),
-        ([119, {"action": "show_snackbar"}], "action must be an object, got a string"),
+        ([119, {"event_id": 77}], "event_id must be a string, got 77"),
+        ([119, {"owner_id": "-318004"}], 'owner_id must be an integer, got "-318004"'),
+        ([119, {"action": "show_snackbar"}], 'action must be an object, got "show_snackbar"'),
     ],
 )
 def test_callback_answer_with_wrong_types_is_malformed(raw: list[Any], reason: str) -> None:
