@@ -541,7 +541,7 @@ def _load_entry(entry: Any, source: str, index: int) -> ScheduledFault:
     if unknown:
         names = ", ".join(FAULT_FIELDS[kind]) or "no fields"
         raise ScenarioError(
-            source, index, f"unknown field {unknown[0]!r} for a {kind} fault (it takes {names})"
+            source, index, f"unknown field {unknown[0]!r} for fault kind {kind} (it takes {names})"
         )
     constructor = _CONSTRUCTORS[kind]
     missing = [
@@ -552,7 +552,7 @@ def _load_entry(entry: Any, source: str, index: int) -> ScheduledFault:
     if missing:
         names = ", ".join(FAULT_FIELDS[kind])
         raise ScenarioError(
-            source, index, f"missing field {missing[0]!r} for a {kind} fault (it takes {names})"
+            source, index, f"missing field {missing[0]!r} for fault kind {kind} (it takes {names})"
         )
     try:
         fault = constructor(**parameters)

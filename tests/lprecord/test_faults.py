@@ -337,12 +337,12 @@ def test_scenario_file_loads(tmp_path: Path) -> None:
         pytest.param({"at_step": 1}, "missing 'fault'", id="no-kind"),
         pytest.param(
             {"at_step": 1, "fault": "failed", "code": 2, "cod": 3},
-            "unknown field 'cod' for a failed fault",
+            "unknown field 'cod' for fault kind failed",
             id="field",
         ),
         pytest.param(
             {"at_step": 1, "fault": "failed"},
-            "missing field 'code' for a failed fault (it takes code, error, ",
+            "missing field 'code' for fault kind failed (it takes code, error, ",
             id="missing-field",
         ),
         pytest.param(
