@@ -5,6 +5,7 @@ import errno
 import logging
 import math
 import os
+import re
 import signal
 import ssl
 import sys
@@ -59,14 +60,17 @@ class CommandError(Exception):
     """An error to report in one line, with exit status 2."""
 
 
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+
+
 def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     """Return an argparse type that accepts whole numbers from `low` to `high` (None: no limit)."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        # int() would also take "2_3_4" and digits of other scripts.
+        if not _WHOLE_NUMBER.fullmatch(text):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+        value = int(text)
         if value < low or (high is not None and value > high):
             allowed = f"{low} or more" if high is None else f"{low} to {high}"
             raise argparse.ArgumentTypeError(f"{value} is out of range; use {allowed}")
@@ -82,11 +86,11 @@ def _mode_mask(text: str) -> int:
     unknown = [flag for flag in flags if not flag & lpcore.Mode.DEFAULT]
     if unknown:
         if len(unknown) == 1:
-            named = f"bit {unknown[0]}"
+            named = f"flag {unknown[0]}"
         elif len(unknown) <= 4:
-            named = f"bits {', '.join(map(str, unknown[:-1]))} and {unknown[-1]}"
+            named = f"flags {', '.join(map(str, unknown[:-1]))} and {unknown[-1]}"
         else:
-            named = f"{len(unknown)} bits, the lowest {unknown[0]}"
+            named = f"{len(unknown)} flags from {unknown[0]} to {unknown[-1]}"
         known = ", ".join(str(int(flag)) for flag in lpcore.Mode.DEFAULT)
         raise argparse.ArgumentTypeError(
             f"{value} sets {named}, which VK does not document; "

@@ -525,11 +525,13 @@ def test_scrub_invalid_input(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         (["capture", "-o", "unused.jsonl", "--mode", "-5"], "out of range"),
         (
             ["capture", "-o", "unused.jsonl", "--mode", "235"],
-            "235 sets bit 1, which VK does not document; "
+            "235 sets flag 1, which VK does not document; "
             "use a sum of the flags 2, 8, 32, 64, 128, such as 234",
         ),
-        (["capture", "-o", "unused.jsonl", "--mode", "7"], "7 sets bits 1 and 4, which VK"),
-        (["capture", "-o", "unused.jsonl", "--mode", "4095"], "sets 7 bits, the lowest 1,"),
+        (["capture", "-o", "unused.jsonl", "--mode", "7"], "7 sets flags 1 and 4, which VK"),
+        (["capture", "-o", "unused.jsonl", "--mode", "4095"], "sets 7 flags from 1 to 2048,"),
+        (["capture", "-o", "unused.jsonl", "--mode", "2_3_4"], "'2_3_4' is not a whole number"),
+        (["capture", "-o", "unused.jsonl", "--mode", "\u0662"], "is not a whole number"),
         (["replay", str(CHAT_SESSION), "--bogus"], "lprecord replay: error: unrecognized"),
         (["capture", "-o", "unused.jsonl", "--duration", "-1"], "greater than 0"),
         (["capture", "-o", "unused.jsonl", "--updates", "0"], "0 is out of range; use 1 or more"),
