@@ -619,6 +619,11 @@ class _Connection:
         data = self._pending
         parse = bool(data)
         while True:
+            if parse and data[:1] in _LINE_ENDS:
+                # RFC 2616 section 4.1: a server should ignore empty lines where a request
+                # line is expected, as some clients send one after a body. h11 rejects them.
+                data = data.lstrip(b"\r\n")
+                parse = bool(data)
             if parse:
                 plain = _read_plain_request(data)
                 if isinstance(plain, _PlainRequest):
@@ -988,6 +993,7 @@ _PLAIN_HEAD = re.compile(
     rb"((?:" + _TOKEN + rb":[ \t]*(?:" + _FIELD_VALUE + rb")?[ \t]*\r\n)*)\r\n"
 )
 _PLAIN_FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _FIELD_VALUE + rb")?[ \t]*\r\n")
+_LINE_ENDS = (b"\r", b"\n")
 # h11 finds the end of a head at the first blank line, which may end with a bare LF.
 _HEAD_END = re.compile(rb"\n\r?\n")
 # h11's default limit on a head still incomplete, beyond which it replies 431.

@@ -805,6 +805,13 @@ async def echo_request(request: HttpRequest) -> HttpReply:
             b"GET /plain HTTP/1.1\r\nHost: x\r\n\r\n",
             id="plain-then-h11",
         ),
+        pytest.param(
+            b"\r\nPOST /plain HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc\r\n"
+            b"POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n\r\n\n\r\n"
+            b"GET /plain HTTP/1.1\r\nHost: x\r\n\r\n",
+            id="empty-lines-between",
+        ),
     ],
 )
 async def test_requests_read_by_both_parsers_in_one_write(
