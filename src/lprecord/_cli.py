@@ -306,6 +306,12 @@ def run_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
 # -- replay -------------------------------------------------------------------
 
 
+# SIGHUP does not exist on Windows.
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 def run_replay(args: argparse.Namespace) -> int:
     """Serve a fixture until interrupted, or in strict mode until a request differs."""
     if args.ca_out and not args.tls:
@@ -339,9 +345,10 @@ def run_replay(args: argparse.Namespace) -> int:
     logging.getLogger("lprecord").setLevel(logging.INFO)
 
     async def serve() -> None:
-        # SIGTERM, which service managers, `timeout` and CI runners send, stops the replay
-        # as Ctrl-C does, so that the faults that never fired are still reported.
-        with trio.open_signal_receiver(signal.SIGTERM) as terminations:
+        # SIGTERM, which service managers, `timeout` and CI runners send, and SIGHUP, which
+        # a closed terminal sends, stop the replay as Ctrl-C does, so that the faults that
+        # never fired are still reported.
+        with trio.open_signal_receiver(*_STOP_SIGNALS) as terminations:
             await serve_until(terminations)
 
     async def serve_until(terminations: AsyncIterator[int]) -> None:
@@ -350,11 +357,17 @@ def run_replay(args: argparse.Namespace) -> int:
                 await nursery.start(server.serve)
             except BaseException as error:
                 cause = sole_cause(error)
-                if not isinstance(cause, OSError) or cause.errno != errno.EADDRINUSE:
+                if not isinstance(cause, OSError):
                     raise
+                if cause.errno == errno.EADDRINUSE:
+                    raise CommandError(
+                        f"cannot listen on {args.host} port {args.port}: it is already in use; "
+                        "pass another --port, or --port 0 for a free one"
+                    ) from None
+                # The name does not resolve, or the address is none of this machine's.
                 raise CommandError(
-                    f"cannot listen on {args.host} port {args.port}: it is already in use; "
-                    "pass another --port, or --port 0 for a free one"
+                    f"cannot listen on --host {args.host!r}: {cause.strerror or cause}; pass an "
+                    "address of this machine without brackets, such as 127.0.0.1 or ::1"
                 ) from None
             if args.ca_out:
                 try:

@@ -221,6 +221,17 @@ def test_replay_port_in_use_names_it(capsys: pytest.CaptureFixture[str]) -> None
     assert "--port 0" in stderr
 
 
+def test_replay_host_not_local_names_it(capsys: pytest.CaptureFixture[str]) -> None:
+    # 192.0.2.1 belongs to TEST-NET-1, a block reserved for documentation, and is no
+    # address of this machine, so the bind fails locally and nothing goes out.
+    status = main(["replay", str(CHAT_SESSION), "--host", "192.0.2.1", "--port", "0"])
+
+    stderr = capsys.readouterr().err
+    assert status == 2
+    assert "cannot listen on --host '192.0.2.1': " in stderr
+    assert "such as 127.0.0.1 or ::1" in stderr
+
+
 def test_missing_fixture_names_the_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -290,7 +301,9 @@ def test_replay_exits_0_on_sigint(tmp_path: Path) -> None:
         assert process.wait(timeout=PROCESS_TIMEOUT) == 0
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+@pytest.mark.parametrize(
+    "stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["sigint", "sigterm", "sighup"]
+)
 def test_replay_reports_faults_never_fired(tmp_path: Path, stop: signal.Signals) -> None:
     scenario = tmp_path / "faults.json"
     scenario.write_text(
