@@ -364,7 +364,7 @@ def run_replay(args: argparse.Namespace) -> int:
                         f"cannot listen on {args.host} port {args.port}: it is already in use; "
                         "pass another --port, or --port 0 for a free one"
                     ) from None
-                # The name does not resolve, or the address is none of this machine's.
+                # The name does not resolve, or the address does not belong to this machine.
                 raise CommandError(
                     f"cannot listen on --host {args.host!r}: {cause.strerror or cause}; pass an "
                     "address of this machine without brackets, such as 127.0.0.1 or ::1"
