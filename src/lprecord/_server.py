@@ -241,16 +241,25 @@ class FakeServer:
 
     def _in_server_loop(self, function: Callable[[], _T]) -> _T:
         """Run `function` in the server's trio loop, from that loop or another thread."""
+        token = self._serving_token()
+        if self._runs_in(token):
+            return function()
+        return trio.from_thread.run_sync(function, trio_token=token)
+
+    def _serving_token(self) -> trio.lowlevel.TrioToken:
+        """Return the token of the trio run that serves this server."""
         token = self._trio_token
         if token is None:
             raise RuntimeError("the fake server is not serving yet; start it with serve()")
+        return token
+
+    @staticmethod
+    def _runs_in(token: trio.lowlevel.TrioToken) -> bool:
+        """Return whether the caller runs inside the trio run of `token`."""
         try:
-            current = trio.lowlevel.current_trio_token()
+            return trio.lowlevel.current_trio_token() is token
         except RuntimeError:
-            current = None
-        if current is token:
-            return function()
-        return trio.from_thread.run_sync(function, trio_token=token)
+            return False
 
     async def open_memory_stream(self, host: str, port: int) -> trio.abc.Stream:
         """Open an in-memory connection to this server and return the client's end.
@@ -265,14 +274,7 @@ class FakeServer:
         `run_fake_server_in_thread`, and raises RuntimeError elsewhere. Raises
         ConnectionRefusedError once the server has stopped, as a TCP connect would.
         """
-        token = self._trio_token
-        if token is None:
-            raise RuntimeError("the fake server is not serving yet; start it with serve()")
-        try:
-            current = trio.lowlevel.current_trio_token()
-        except RuntimeError:
-            current = None
-        if current is not token:
+        if not self._runs_in(self._serving_token()):
             raise RuntimeError(
                 "open_memory_stream works only in the trio run that serves the fake server; "
                 "a server in another thread or run (run_fake_server_in_thread, lp_server) "
