@@ -353,7 +353,7 @@ _BASE64_ALPHABET = frozenset(string.ascii_letters + string.digits + "+/=")
 
 
 def _base64_problem(text: str) -> str:
-    """Describe why `text`, which b64decode rejected, is not base64."""
+    """Return the reason that `text`, which b64decode rejected, is not base64."""
     for index, character in enumerate(text):
         if character not in _BASE64_ALPHABET:
             return (

@@ -1,9 +1,9 @@
 """HTTP/1.1 server on h11 and trio, used to host fake long-poll servers in tests.
 
 Each accepted connection gets its own task, which reads requests and passes each one to
-the handler. A request in the plain form that nearly every client sends is parsed here
-(`_read_plain_request`); h11 reads every other one, and h11 frames every reply that is
-not a whole body with the usual headers.
+the handler. A request in the plain form, which curl, http.client and h11 clients send,
+is parsed here (`_read_plain_request`). h11 reads every other request, and it frames every
+reply that is not a whole body with the usual headers.
 
 The handler returns its reply, or an awaitable of it. A client that hangs up while that
 awaitable runs cancels it, because a held long poll must end with its client. On Linux,
@@ -146,7 +146,7 @@ class HttpReply:
 
 
 Handler = Callable[[HttpRequest], HttpReply | Awaitable[HttpReply]]
-"""Returns the reply, or an awaitable of it when the reply must wait."""
+"""A function from a request to its reply, or to an awaitable of it when the reply must wait."""
 
 
 class _ClientGoneError(Exception):
@@ -551,8 +551,8 @@ class _Connection:
         self._pending = b""
         # The current request as received, when `_read_plain_request` parsed it.
         self._request_bytes = b""
-        # Whether the connection stays open after the reply, or None when h11 must
-        # decide because the client proposed a protocol switch.
+        # Keep-alive after the reply: True or False, or None when h11 must decide because
+        # the client proposed a protocol switch.
         self._keep_alive: bool | None = True
         self._client_gone = False
         self._handler_running = False
@@ -670,7 +670,8 @@ class _Connection:
             if isinstance(event, h11.Request):
                 head = event
                 if head.http_version not in _HTTP_VERSIONS:
-                    # h11 reads a request line of any HTTP/x.y; this server speaks 1.0 and 1.1.
+                    # h11 reads a request line of any HTTP/x.y, but this server speaks only 1.0
+                    # and 1.1.
                     version = head.http_version.decode("ascii")
                     raise _BadRequestError(
                         505, f"HTTP/{version} is not supported; send HTTP/1.1 or HTTP/1.0"
@@ -704,7 +705,7 @@ class _Connection:
             if event is h11.NEED_DATA:
                 if connection.they_are_waiting_for_100_continue:
                     # The client sent "Expect: 100-continue" and holds back the body until
-                    # this interim reply comes, or until a timeout of its own (1 s in curl).
+                    # this interim reply comes or its own timeout ends (curl waited 1 s).
                     await self._send(
                         h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
                     )
@@ -983,9 +984,9 @@ class _Connection:
 # The plain form of a request head, which `_read_plain_request` parses. It is a request
 # line of HTTP/1.0 or HTTP/1.1, then header fields in the grammar of RFC 7230 section 3.2,
 # which h11 follows too. Every line ends with CRLF, no line is folded, and no value has
-# control characters. Nearly every client sends this form. h11 reads every head in
-# another form, and it accepts a superset of this one (bare LF line ends, folded lines,
-# control characters), so a head in this form means the same to both parsers.
+# control characters. curl, http.client and h11 clients send this form. h11 reads every
+# head in another form, and it accepts a superset of this one (bare LF line ends, folded
+# lines, control characters), so a head in this form means the same to both parsers.
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
 _FIELD_VALUE = rb"[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*"
 _PLAIN_HEAD = re.compile(
@@ -996,7 +997,7 @@ _PLAIN_FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _FIELD_VALUE + rb")?[
 _LINE_ENDS = (b"\r", b"\n")
 # h11 finds the end of a head at the first blank line, which may end with a bare LF.
 _HEAD_END = re.compile(rb"\n\r?\n")
-# h11's default limit on a head still incomplete, beyond which it replies 431.
+# h11's default limit on a head still incomplete, beyond which h11 reports error 431.
 _MAX_INCOMPLETE_HEAD = 16 * 1024
 # h11 rejects a Content-Length with more digits than this.
 _MAX_LENGTH_DIGITS = 20

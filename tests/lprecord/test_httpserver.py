@@ -814,7 +814,7 @@ async def echo_request(request: HttpRequest) -> HttpReply:
         ),
     ],
 )
-async def test_requests_read_by_both_parsers_in_one_write(
+async def test_pipelined_requests_mix_parsers(
     autojump_clock: trio.abc.Clock, pipelined: bytes
 ) -> None:
     # The server parses requests in the plain form itself and leaves the others to h11.
@@ -870,7 +870,7 @@ async def test_reply_with_own_headers_keeps_connection(autojump_clock: trio.abc.
     assert [request.path for request in handler.requests] == ["/first", "/second"]
 
 
-async def test_head_sent_bytewise_is_parsed_when_whole(
+async def test_bytewise_head_parsed_once_whole(
     autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Parsing the whole buffer again for every byte would take time that grows with the

@@ -97,7 +97,7 @@ def test_other_host_only_when_named() -> None:
     assert hosts == {"::1"}
 
 
-async def test_ipv6_server_names_its_poll_server_in_brackets(
+async def test_ipv6_poll_server_in_brackets(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     if not socket.has_ipv6:

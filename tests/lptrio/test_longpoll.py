@@ -124,7 +124,7 @@ async def test_shutdown_cancels_held_poll_at_once(autojump_clock: trio.abc.Clock
     assert returned_at - stopped_at <= 0.1
 
 
-async def test_aclose_from_another_task_ends_held_poll(autojump_clock: trio.abc.Clock) -> None:
+async def test_aclose_elsewhere_ends_held_poll(autojump_clock: trio.abc.Clock) -> None:
     async with open_fake_server(CHAT) as server:
         longpoll = client(server)
         received: list[Update] = []
