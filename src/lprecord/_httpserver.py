@@ -622,8 +622,11 @@ class _Connection:
             if parse and data[:1] in _LINE_ENDS:
                 # RFC 2616 section 4.1: a server should ignore empty lines where a request
                 # line is expected, as some clients send one after a body. h11 rejects them.
-                data = data.lstrip(b"\r\n")
-                parse = bool(data)
+                empty = _EMPTY_LINES.match(data)
+                if empty is not None:
+                    data = data[empty.end() :]
+                # A lone CR may be the first half of an empty line.
+                parse = data not in (b"", b"\r")
             if parse:
                 plain = _read_plain_request(data)
                 if isinstance(plain, _PlainRequest):
@@ -995,6 +998,7 @@ _PLAIN_HEAD = re.compile(
 )
 _PLAIN_FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _FIELD_VALUE + rb")?[ \t]*\r\n")
 _LINE_ENDS = (b"\r", b"\n")
+_EMPTY_LINES = re.compile(rb"(?:\r?\n)+")
 # h11 finds the end of a head at the first blank line, which may end with a bare LF.
 _HEAD_END = re.compile(rb"\n\r?\n")
 # h11's default limit on a head still incomplete, beyond which h11 reports error 431.

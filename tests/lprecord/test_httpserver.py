@@ -838,8 +838,9 @@ async def test_pipelined_requests_mix_parsers(
         (b"GET /split?a=1 HTTP/1.1\r\nHost: x\r", b"\n\r", b"\n"),
         (b"GET /split?a=1 HTTP/1.1\r\nHost: x\r\n", b"\r\n"),
         (b"GET /split?a=1 HTTP/1.1\nHost: x\n", b"\n"),
+        (b"\r", b"\nGET /split?a=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
     ],
-    ids=["in-line", "blank-line-in-three", "blank-line-alone", "bare-lf"],
+    ids=["in-line", "blank-line-in-three", "blank-line-alone", "bare-lf", "empty-line-first"],
 )
 async def test_head_split_over_writes_is_read_whole(
     autojump_clock: trio.abc.Clock, pieces: tuple[bytes, ...]
