@@ -240,7 +240,8 @@ def _read_notification_settings(raw: list[Any]) -> Update:
         if value is not None and type(value) is not int:
             return _malformed(
                 raw,
-                f"peer_id, sound and disabled_until must be integers, got {_json_text(values)}",
+                "peer_id, sound and disabled_until must be integers, "
+                f"got {_json_text(raw[1] if object_form else raw[1:4])}",
             )
     return _build_notification_settings(raw, *values, object_form)
 

@@ -99,6 +99,21 @@ def _mode_mask(text: str) -> int:
     return value
 
 
+def _bind_host(text: str) -> str:
+    """Check a --host value before it reaches the resolver: a host, with no port or brackets."""
+    if not text:
+        raise argparse.ArgumentTypeError("the host is empty; pass an address such as 127.0.0.1")
+    if "[" in text or "]" in text:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has brackets; pass an IPv6 address without them, such as ::1"
+        )
+    if text.count(":") == 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} looks like host:port; pass the port with --port"
+        )
+    return text
+
+
 def _positive_seconds(text: str) -> float:
     """Parse a finite number greater than 0 (seconds or a speed factor)."""
     try:
@@ -172,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Prints the API base URL to give to a client.",
     )
     replay.add_argument("fixture", type=Path, help="fixture file to replay")
-    replay.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    replay.add_argument(
+        "--host", type=_bind_host, default="127.0.0.1", help="address to bind (default: 127.0.0.1)"
+    )
     replay.add_argument(
         "--port", type=_int_in(0, 65535), default=0, help="port to bind (default: any free port)"
     )
@@ -367,7 +384,7 @@ def run_replay(args: argparse.Namespace) -> int:
                 # The name does not resolve, or the address does not belong to this machine.
                 raise CommandError(
                     f"cannot listen on --host {args.host!r}: {cause.strerror or cause}; pass an "
-                    "address of this machine without brackets, such as 127.0.0.1 or ::1"
+                    "address of this machine, such as 127.0.0.1 or ::1"
                 ) from None
             if args.ca_out:
                 try:

@@ -235,6 +235,10 @@ def test_fast_reader_on_odd_values(code: int, rest: list[Any]) -> None:
             'event 114 peer_id, sound and disabled_until must be integers, got ["x", null, null]',
         ),
         (
+            [114, {"peer_id": "5"}],
+            'event 114 peer_id, sound and disabled_until must be integers, got {"peer_id": "5"}',
+        ),
+        (
             [63, 2000000001, None],
             "event 63 must carry an integer peer_id and an array of integer user ids at index 1 "
             "and 2, got [2000000001, null]",
